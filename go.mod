@@ -1,0 +1,3 @@
+module github.com/fastrojan/fastrojan
+
+go 1.26
