@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestTrojanLinkRoundTrip(t *testing.T) {
+	l := trojanLink{Password: "p@ss:w/rd?#", Host: "2001:db8::1", Port: 8443, SNI: "example.com", AllowInsecure: true, Name: "my server"}
+	got, err := parseTrojanLink(l.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Password != l.Password || got.Host != l.Host || got.Port != l.Port || got.SNI != l.SNI || !got.AllowInsecure || got.Name != l.Name {
+		t.Fatalf("round trip: %+v -> %s -> %+v", l, l.String(), got)
+	}
+}
+
+func TestParseTrojanLinkFromOtherClients(t *testing.T) {
+	l, err := parseTrojanLink("trojan://secret@proxy.example.net:443?security=tls&type=tcp&headerType=none&peer=cdn.example.net#HK%2001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Password != "secret" || l.Host != "proxy.example.net" || l.Port != 443 || l.SNI != "cdn.example.net" || l.AllowInsecure || l.Name != "HK 01" {
+		t.Fatalf("%+v", l)
+	}
+	if l, err := parseTrojanLink("trojan://secret@h"); err != nil || l.Port != 443 {
+		t.Fatalf("default port: %+v %v", l, err)
+	}
+}
+
+func TestParseTrojanLinkErrors(t *testing.T) {
+	for link, want := range map[string]string{
+		"vless://x@h:443":                 "scheme",
+		"trojan://h:443":                  "no password",
+		"trojan://pw@h:99999":             "port",
+		"trojan://pw@h:443?type=ws":       "type=ws",
+		"trojan://pw@h:443?security=xtls": "security=xtls",
+		"trojan://pw@h:443?flow=x":        "unknown parameter",
+	} {
+		if _, err := parseTrojanLink(link); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one mentioning %q", link, err, want)
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/client"
+	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/server"
+	"github.com/fastrojan/fastrojan/internal/tlsconf"
+	"github.com/fastrojan/fastrojan/internal/trojan"
+	"github.com/fastrojan/fastrojan/internal/users"
+)
+
+// runCommand is `fastrojan run -c FILE` and trojan-gfw's `fastrojan -c FILE` / `-t -c FILE`.
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "trojan-gfw `config.json` to run")
+	fs.StringVar(path, "config", "", "same as -c")
+	test := fs.Bool("t", false, "check the config and exit")
+	fs.BoolVar(test, "test", false, "same as -t")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: fastrojan [run] -c config.json [-t]")
+		return exitUsage
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "fastrojan: %v\n", err)
+		return exitFail
+	}
+	if *test {
+		fmt.Fprintf(stdout, "%s: ok (run_type %s)\n", *path, cfg.RunType)
+		return exitOK
+	}
+	log := newLogger(stderr, config.LevelFromTrojan(cfg.LogLevel), cfg.Fastrojan.LogFormat)
+	if err := runConfig(ctx, cfg, log); err != nil {
+		log.Error("fastrojan stopped", "err", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// runConfig runs the service a config describes until ctx ends, then drains it.
+func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	switch cfg.RunType {
+	case "server":
+		srv, ln, certs, err := buildServer(cfg, log)
+		if err != nil {
+			return err
+		}
+		stopReload := onReload(func() {
+			if err := certs.Reload(); err != nil {
+				log.Error("certificate reload failed; keeping the old one", "err", err)
+				return
+			}
+			log.Info("certificate reloaded", "cert", cfg.SSL.Cert)
+		})
+		defer stopReload()
+		log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
+		return serve(ctx, log, shutdownTimeout(cfg), srv, ln)
+	case "client":
+		cl, ln, err := buildClient(cfg, log)
+		if err != nil {
+			return err
+		}
+		log.Info("client listening (SOCKS5)", "addr", ln.Addr().String(), "server", cfg.RemoteHostPort())
+		return serve(ctx, log, shutdownTimeout(cfg), cl, ln)
+	default:
+		return fmt.Errorf("run_type %q is not supported yet", cfg.RunType)
+	}
+}
+
+func shutdownTimeout(cfg *config.Config) time.Duration {
+	if d := time.Duration(cfg.Fastrojan.ShutdownTimeout); d > 0 {
+		return d
+	}
+	return 10 * time.Second
+}
+
+// buildServer makes a server and its listener from cfg.
+func buildServer(cfg *config.Config, log *slog.Logger) (*server.Server, net.Listener, *tlsconf.CertStore, error) {
+	tlsCfg, certs, err := tlsconf.Server(cfg.SSL, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var plain []byte
+	if f := cfg.SSL.PlainHTTPResponse; f != "" {
+		if plain, err = os.ReadFile(f); err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: $.ssl.plain_http_response: %w", cfg.Path, err)
+		}
+	}
+	ext := cfg.Fastrojan
+	srv, err := server.New(server.Options{
+		TLSConfig:         tlsCfg,
+		Users:             users.NewStatic(cfg.Password),
+		Fallback:          cfg.RemoteHostPort(),
+		PlainHTTPResponse: plain,
+		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
+		RequestTimeout:    time.Duration(ext.RequestTimeout),
+		IdleTimeout:       time.Duration(ext.IdleTimeout),
+		MaxConns:          ext.MaxConns,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ln, err := listen(cfg.LocalHostPort())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return srv, ln, certs, nil
+}
+
+// buildClient makes a SOCKS5 client and its listener from cfg.
+func buildClient(cfg *config.Config, log *slog.Logger) (*client.Client, net.Listener, error) {
+	tlsCfg, err := tlsconf.Client(cfg.SSL, cfg.RemoteAddr, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	ext := cfg.Fastrojan
+	cl, err := client.New(client.Options{
+		Outbound: &outbound.Trojan{
+			Server:           cfg.RemoteHostPort(),
+			TLS:              tlsCfg,
+			Hash:             trojan.HashPassword(cfg.Password[0]),
+			HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
+		},
+		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),
+		IdleTimeout:      time.Duration(ext.IdleTimeout),
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := listen(cfg.LocalHostPort())
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, ln, nil
+}
+
+func listen(addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	// Go 1.24+ listens with MPTCP by default, which changes TFO behaviour (DESIGN.md 3.6).
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// service is what server.Server and client.Client have in common.
+type service interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// serve runs svc on ln until ctx ends or Serve fails, then shuts it down within timeout.
+func serve(ctx context.Context, log *slog.Logger, timeout time.Duration, svc service, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- svc.Serve(ln) }()
+	select {
+	case err := <-errc:
+		_ = svc.Shutdown(context.Background())
+		if err == nil {
+			err = errors.New("listener closed")
+		}
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := svc.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		log.Warn("connections still open at the drain deadline were closed", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+// Package client is the client service: it accepts application connections on an inbound
+// (SOCKS5), opens a Trojan connection to the server for each, and relays.
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/inbound"
+	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/relay"
+	"github.com/fastrojan/fastrojan/internal/trojan"
+)
+
+// Options configure a Client.
+type Options struct {
+	Outbound *outbound.Trojan // required
+	// FirstPayloadWait bounds how long the client waits, after answering the application, for its
+	// first bytes to send together with the Trojan header. Default 100ms.
+	FirstPayloadWait time.Duration
+	// InboundTimeout bounds the SOCKS5 negotiation. Default 10s.
+	InboundTimeout time.Duration
+	// IdleTimeout ends a relay with no traffic in either direction. Default 5m.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Stats are counters for tests and metrics.
+type Stats struct {
+	Accepted, Active, Failed int64
+}
+
+// Client serves one inbound listener.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled by Close: aborts dials in flight
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+	accepted atomic.Int64
+	active   atomic.Int64
+	failed   atomic.Int64
+}
+
+// New checks opts and returns a Client.
+func New(opts Options) (*Client, error) {
+	if opts.Outbound == nil {
+		return nil, errors.New("client: no outbound")
+	}
+	if opts.FirstPayloadWait <= 0 {
+		opts.FirstPayloadWait = 100 * time.Millisecond
+	}
+	if opts.InboundTimeout <= 0 {
+		opts.InboundTimeout = 10 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	return Stats{Accepted: c.accepted.Load(), Active: c.active.Load(), Failed: c.failed.Load()}
+}
+
+// Serve accepts on ln until Shutdown or Close; it returns nil then.
+func (c *Client) Serve(ln net.Listener) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	c.ln = ln
+	c.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if c.isClosing() {
+				return nil
+			}
+			if isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				c.log.Warn("accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("client accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		if !c.track(conn) {
+			_ = conn.Close()
+			continue
+		}
+		c.accepted.Add(1)
+		go c.handle(conn)
+	}
+}
+
+// isTemporary reports accept errors worth retrying (EMFILE and friends).
+func isTemporary(err error) bool {
+	var te interface{ Temporary() bool }
+	return errors.As(err, &te) && te.Temporary()
+}
+
+func (c *Client) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func (c *Client) track(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.conns[conn] = struct{}{}
+	c.wg.Add(1)
+	c.active.Add(1)
+	return true
+}
+
+func (c *Client) untrack(conn net.Conn) {
+	c.mu.Lock()
+	delete(c.conns, conn)
+	c.mu.Unlock()
+	c.active.Add(-1)
+	c.wg.Done()
+}
+
+// Shutdown stops accepting and waits for active connections until ctx is done, then closes them.
+func (c *Client) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.closing = true
+	ln := c.ln
+	c.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		c.cancel()
+		return nil
+	case <-ctx.Done():
+		_ = c.Close()
+		<-done
+		return fmt.Errorf("client shutdown: %w", ctx.Err())
+	}
+}
+
+// Close stops at once: the listener, dials in flight and every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	ln := c.ln
+	for conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.mu.Unlock()
+	c.cancel()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	return nil
+}
+
+type dialResult struct {
+	conn *tls.Conn
+	err  error
+}
+
+func (c *Client) handle(app net.Conn) {
+	defer c.untrack(app)
+	defer app.Close()
+	start := time.Now()
+	log := c.log.With("from", app.RemoteAddr().String())
+
+	_ = app.SetDeadline(start.Add(c.opts.InboundTimeout))
+	br := bufio.NewReaderSize(app, 512)
+	req, err := inbound.ReadSocks5(br, app)
+	if err != nil {
+		c.failed.Add(1)
+		log.Debug("inbound rejected", "err", err)
+		return
+	}
+	log = log.With("dest", req.Dest.String())
+
+	// Start the Trojan connection at once, in parallel with answering the application and
+	// reading its first bytes: the TLS handshake is the long pole.
+	dialCh := make(chan dialResult, 1)
+	go func() {
+		conn, err := c.opts.Outbound.Handshake(c.ctx)
+		dialCh <- dialResult{conn, err}
+	}()
+
+	// Answer success before the upstream is ready (as trojan-gfw does) so the application speaks.
+	if err := inbound.WriteSocks5Reply(app, inbound.RepSucceeded, netip.AddrPort{}); err != nil {
+		c.failed.Add(1)
+		closeDial(dialCh)
+		log.Debug("socks5 reply", "err", err)
+		return
+	}
+	payload := c.firstPayload(br, app)
+
+	res := <-dialCh
+	if res.err != nil {
+		c.failed.Add(1)
+		log.Warn("connect via trojan server failed", "err", res.err)
+		return
+	}
+	up := res.conn
+	defer up.Close()
+	if err := c.opts.Outbound.Request(up, trojan.CmdConnect, req.Dest, payload); err != nil {
+		c.failed.Add(1)
+		log.Warn("trojan request failed", "err", err)
+		return
+	}
+	_ = app.SetDeadline(time.Time{})
+	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
+	sent, received, err := relay.Pipe(&bufferedConn{Conn: app, r: br}, up, c.opts.IdleTimeout)
+	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// firstPayload waits up to FirstPayloadWait for the application's first bytes and returns what one
+// read brings (bounded by one TLS record's worth).
+func (c *Client) firstPayload(br *bufio.Reader, app net.Conn) []byte {
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		out := append([]byte(nil), b...)
+		_, _ = br.Discard(n)
+		return out
+	}
+	_ = app.SetReadDeadline(time.Now().Add(c.opts.FirstPayloadWait))
+	buf := make([]byte, outbound.MaxFirstPayload)
+	n, _ := app.Read(buf) // a timeout or EOF here just means no first payload
+	_ = app.SetReadDeadline(time.Time{})
+	return buf[:n]
+}
+
+func closeDial(ch chan dialResult) {
+	go func() {
+		if r := <-ch; r.conn != nil {
+			_ = r.conn.Close()
+		}
+	}()
+}
+
+// bufferedConn reads through the bufio.Reader used for the SOCKS5 negotiation so that nothing the
+// application sent early is lost.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if b.r.Buffered() > 0 {
+		return b.r.Read(p)
+	}
+	return b.Conn.Read(p)
+}
+
+// CloseWrite half-closes the application side when the server is done sending.
+func (b *bufferedConn) CloseWrite() error {
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

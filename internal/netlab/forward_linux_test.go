@@ -1,0 +1,486 @@
+package netlab
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// fwHarness runs a forwarder between socketpairs: the test writes and reads
+// packets at the far ends, where the kernel's TUN devices would be. It
+// needs no privileges.
+type fwHarness struct {
+	fw     *forwarder
+	a      *os.File   // test's end of side A
+	bs     []*os.File // test's ends of the B sides
+	faults faultSet
+	steer  steering
+	atob   Direction
+	btoa   Direction
+}
+
+// packetPair returns two connected UDP sockets on loopback as files: like
+// a TUN device they keep packet boundaries. (AF_UNIX datagram sockets would
+// stall writers after net.unix.max_dgram_qlen = 10 queued packets.)
+func packetPair(t testing.TB) (mine, theirs *os.File) {
+	t.Helper()
+	var fds [2]int
+	var addrs [2]unix.Sockaddr
+	for i := range fds {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatalf("socket: %v", err)
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+		if addrs[i], err = unix.Getsockname(fd); err != nil {
+			t.Fatalf("getsockname: %v", err)
+		}
+		fds[i] = fd
+	}
+	for i := range fds {
+		if err := unix.Connect(fds[i], addrs[1-i]); err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+	}
+	return os.NewFile(uintptr(fds[0]), "test"), os.NewFile(uintptr(fds[1]), "fw")
+}
+
+func newHarness(t testing.TB, nb int, opts LinkOptions) *fwHarness {
+	t.Helper()
+	opts = opts.withDefaults()
+	h := &fwHarness{}
+	h.faults.set(opts.Faults)
+	h.atob.apply(opts)
+	h.btoa.apply(opts)
+	h.steer.n = nb
+	a, fa := packetPair(t)
+	h.a = a
+	var fbs []*os.File
+	for range nb {
+		b, fb := packetPair(t)
+		h.bs = append(h.bs, b)
+		fbs = append(fbs, fb)
+	}
+	fw, err := newForwarder(fa, fbs, opts.MTU, opts.QueueLen, &h.faults, &h.steer, &h.atob, &h.btoa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fw = fw
+	t.Cleanup(func() {
+		if err := fw.stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		a.Close()
+		for _, b := range h.bs {
+			b.Close()
+		}
+	})
+	return h
+}
+
+// recv reads one packet from f, or returns nil after timeout.
+func recv(t testing.TB, f *os.File, timeout time.Duration) []byte {
+	t.Helper()
+	buf := make([]byte, 70000)
+	f.SetReadDeadline(time.Now().Add(timeout))
+	n, err := f.Read(buf)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return buf[:n]
+}
+
+// tcpPacket builds an IPv4 or IPv6 TCP segment with a valid checksum.
+func tcpPacket(v6 bool, sport, dport uint16, flags uint8, opts, payload []byte) []byte {
+	for len(opts)%4 != 0 {
+		opts = append(opts, tcpOptEnd)
+	}
+	tcp := make([]byte, 20+len(opts)+len(payload))
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], 1000)
+	tcp[12] = byte((20+len(opts))/4) << 4
+	tcp[13] = flags
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	copy(tcp[20:], opts)
+	copy(tcp[20+len(opts):], payload)
+	var ip []byte
+	if v6 {
+		ip = make([]byte, 40)
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(tcp)))
+		ip[6], ip[7] = protoTCP, 64
+		copy(ip[8:], []byte{0x20, 0x01, 0, 2, 15: 1})
+		copy(ip[24:], []byte{0x20, 0x01, 0, 2, 15: 2})
+	} else {
+		ip = make([]byte, 20)
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(tcp)))
+		ip[8], ip[9] = 64, protoTCP
+		copy(ip[12:], []byte{198, 18, 0, 1})
+		copy(ip[16:], []byte{198, 18, 0, 2})
+		binary.BigEndian.PutUint16(ip[10:], ^fold(sumBytes(0, ip)))
+	}
+	pkt := append(ip, tcp...)
+	pi, ok := parsePacket(pkt)
+	if !ok {
+		panic("tcpPacket built an unparsable packet")
+	}
+	setTCPChecksum(pkt, &pi)
+	return pkt
+}
+
+var tfoOption = []byte{tcpOptFastOpen, 10, 1, 2, 3, 4, 5, 6, 7, 8} // a cookie
+
+func TestForwardDelayKeepsOrderAndTime(t *testing.T) {
+	const delay = 5 * time.Millisecond
+	h := newHarness(t, 1, LinkOptions{Delay: delay, Jitter: 2 * time.Millisecond})
+	const n = 200
+	sent := make([]time.Time, n)
+	go func() {
+		for i := range n {
+			sent[i] = time.Now()
+			h.a.Write(tcpPacket(false, 1000, uint16(i), tcpFlagACK, nil, []byte{byte(i)}))
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	var lateness []time.Duration
+	for i := range n {
+		p := recv(t, h.bs[0], time.Second)
+		if p == nil {
+			t.Fatalf("packet %d lost", i)
+		}
+		pi, _ := parsePacket(p)
+		if int(pi.dport) != i {
+			t.Fatalf("packet %d arrived as number %d: order not kept", pi.dport, i)
+		}
+		lateness = append(lateness, time.Since(sent[i])-delay)
+	}
+	slices.Sort(lateness)
+	// Jitter is ±2 ms, so packets arrive between -2 ms and +2 ms (plus
+	// order keeping and scheduling); none earlier than Delay-Jitter.
+	if lateness[0] < -2*time.Millisecond || lateness[n-1] > 4*time.Millisecond {
+		t.Errorf("delay %v ± 2ms: lateness ranges %v .. %v", delay, lateness[0], lateness[n-1])
+	}
+	if st := h.atob.Stats(); st.Forwarded != n {
+		t.Errorf("forwarded %d, want %d", st.Forwarded, n)
+	}
+}
+
+func TestForwardDelayAccuracy(t *testing.T) {
+	const delay = 10 * time.Millisecond
+	h := newHarness(t, 1, LinkOptions{Delay: delay})
+	var errs []time.Duration
+	pkt := tcpPacket(false, 1, 2, tcpFlagACK, nil, nil)
+	for range 30 {
+		start := time.Now()
+		h.a.Write(pkt)
+		if recv(t, h.bs[0], time.Second) == nil {
+			t.Fatal("packet lost")
+		}
+		errs = append(errs, time.Since(start)-delay)
+	}
+	slices.Sort(errs)
+	med := errs[len(errs)/2]
+	t.Logf("one-way delay error: min %v median %v max %v", errs[0], med, errs[len(errs)-1])
+	if errs[0] < 0 {
+		t.Errorf("a packet arrived %v early", -errs[0])
+	}
+	if med > 300*time.Microsecond {
+		t.Errorf("median delay error %v > 300µs", med)
+	}
+}
+
+func TestForwardReorderWhenAsked(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{Delay: 3 * time.Millisecond, Jitter: 3 * time.Millisecond, Reorder: true})
+	const n = 200
+	for i := range n {
+		h.a.Write(tcpPacket(false, 1000, uint16(i), tcpFlagACK, nil, nil))
+	}
+	var order []int
+	for range n {
+		p := recv(t, h.bs[0], time.Second)
+		if p == nil {
+			t.Fatalf("lost after %d", len(order))
+		}
+		pi, _ := parsePacket(p)
+		order = append(order, int(pi.dport))
+	}
+	if slices.IsSorted(order) {
+		t.Errorf("jitter 3ms with Reorder did not reorder %d packets sent at once", n)
+	}
+}
+
+func TestForwardLoss(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{Loss: 0.25})
+	const n = 4000
+	pkt := tcpPacket(false, 1, 2, tcpFlagACK, nil, nil)
+	var wg sync.WaitGroup
+	got := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for recv(t, h.bs[0], 200*time.Millisecond) != nil {
+			got++
+		}
+	}()
+	for range n {
+		h.a.Write(pkt)
+	}
+	wg.Wait()
+	// 25% loss of 4000: mean 1000 lost, sd ≈ 27; allow 6 sd.
+	lost := n - got
+	if lost < 840 || lost > 1160 {
+		t.Errorf("lost %d of %d at 25%%", lost, n)
+	}
+	if st := h.atob.Stats(); int(st.Lost) != lost {
+		t.Errorf("Stats.Lost %d, counted %d", st.Lost, lost)
+	}
+}
+
+func TestForwardRateLimit(t *testing.T) {
+	const rate = 8_000_000 // 1 MB/s
+	h := newHarness(t, 1, LinkOptions{Rate: rate})
+	payload := make([]byte, 1000-40)
+	pkt := tcpPacket(false, 1, 2, tcpFlagACK, nil, payload)
+	const n = 100 // 100 kB: 100 ms at 1 MB/s
+	start := time.Now()
+	for range n {
+		h.a.Write(pkt)
+	}
+	for i := range n {
+		if recv(t, h.bs[0], time.Second) == nil {
+			t.Fatalf("packet %d lost", i)
+		}
+	}
+	el := time.Since(start)
+	if el < 95*time.Millisecond || el > 130*time.Millisecond {
+		t.Errorf("100 kB at 1 MB/s took %v, want about 100 ms", el)
+	}
+}
+
+func TestForwardQueueLimitDrops(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{Delay: 50 * time.Millisecond, QueueLen: 10})
+	pkt := tcpPacket(false, 1, 2, tcpFlagACK, nil, nil)
+	for range 30 {
+		h.a.Write(pkt)
+	}
+	got := 0
+	for recv(t, h.bs[0], 200*time.Millisecond) != nil {
+		got++
+	}
+	if got != 10 || h.atob.Stats().QueueDrops != 20 {
+		t.Errorf("queue of 10: got %d packets, %d queue drops; want 10 and 20", got, h.atob.Stats().QueueDrops)
+	}
+}
+
+func TestForwardFaults(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{})
+	for _, v6 := range []bool{false, true} {
+		synData := tcpPacket(v6, 1, 2, tcpFlagSYN, tfoOption, []byte("hello"))
+		syn := tcpPacket(v6, 1, 2, tcpFlagSYN, tfoOption, nil)
+		synack := tcpPacket(v6, 2, 1, tcpFlagSYN|tcpFlagACK, append([]byte{2, 4, 5, 0xb4}, tfoOption...), nil)
+		data := tcpPacket(v6, 1, 2, tcpFlagACK, nil, []byte("hello"))
+
+		h.fw.faults.set(Faults{DropSYNData: true})
+		h.a.Write(synData)
+		h.a.Write(syn)
+		h.a.Write(data)
+		if p := recv(t, h.bs[0], time.Second); !bytes.Equal(p, syn) {
+			t.Errorf("v6=%v drop-syn-data: first packet through is not the dataless SYN", v6)
+		}
+		if p := recv(t, h.bs[0], time.Second); !bytes.Equal(p, data) {
+			t.Errorf("v6=%v drop-syn-data: data segment did not pass", v6)
+		}
+
+		h.fw.faults.set(Faults{StripTFO: true})
+		h.a.Write(synData)
+		h.bs[0].Write(synack)
+		for _, c := range []struct {
+			name string
+			in   []byte
+			out  *os.File
+		}{{"SYN", synData, h.bs[0]}, {"SYN-ACK", synack, h.a}} {
+			p := recv(t, c.out, time.Second)
+			if len(p) != len(c.in) {
+				t.Fatalf("v6=%v strip-tfo %s: got %d bytes, want %d", v6, c.name, len(p), len(c.in))
+			}
+			pi, _ := parsePacket(p)
+			if hasOption(p, &pi, tcpOptFastOpen) {
+				t.Errorf("v6=%v strip-tfo %s: option 34 still there", v6, c.name)
+			}
+			if c.name == "SYN-ACK" && !hasOption(p, &pi, 2) {
+				t.Errorf("v6=%v strip-tfo %s: MSS option lost", v6, c.name)
+			}
+			if !checksumOK(p, &pi) {
+				t.Errorf("v6=%v strip-tfo %s: bad TCP checksum", v6, c.name)
+			}
+			if !bytes.Equal(p[pi.end-pi.payloadLen:], c.in[pi.end-pi.payloadLen:]) {
+				t.Errorf("v6=%v strip-tfo %s: payload changed", v6, c.name)
+			}
+		}
+
+		h.fw.faults.set(Faults{Blackhole: true})
+		h.a.Write(data)
+		h.bs[0].Write(data)
+		if recv(t, h.bs[0], 50*time.Millisecond) != nil || recv(t, h.a, 10*time.Millisecond) != nil {
+			t.Errorf("v6=%v blackhole let a packet through", v6)
+		}
+		h.fw.faults.set(Faults{})
+		h.a.Write(data)
+		if !bytes.Equal(recv(t, h.bs[0], time.Second), data) {
+			t.Errorf("v6=%v: packet lost after the blackhole was lifted", v6)
+		}
+	}
+	st := h.atob.Stats()
+	if st.SYNDataDrop != 2 || st.TFOStripped != 2 || st.Blackholed != 2 {
+		t.Errorf("A→B stats %+v: want 2 SYN-data drops, 2 strips, 2 blackholed", st)
+	}
+}
+
+// hasOption walks the TCP options of p (independently of stripTFO).
+func hasOption(p []byte, pi *pktInfo, kind byte) bool {
+	opts := p[pi.l4+20 : pi.l4+pi.tcpHdrLen]
+	for i := 0; i < len(opts); {
+		switch opts[i] {
+		case tcpOptEnd:
+			return false
+		case tcpOptNOP:
+			i++
+			continue
+		}
+		if opts[i] == kind {
+			return true
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 {
+			return false
+		}
+		i += int(opts[i+1])
+	}
+	return false
+}
+
+// checksumOK verifies the TCP checksum the way a receiver does: the one's
+// complement sum over pseudo-header and segment, checksum included, is 0xffff.
+func checksumOK(p []byte, pi *pktInfo) bool {
+	var pseudo []byte
+	seg := p[pi.l4:pi.end]
+	if pi.version == 4 {
+		pseudo = append(append(pseudo, pi.src[:4]...), pi.dst[:4]...)
+		pseudo = append(pseudo, 0, protoTCP, byte(len(seg)>>8), byte(len(seg)))
+	} else {
+		pseudo = append(append(pseudo, pi.src[:]...), pi.dst[:]...)
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(seg)))
+		pseudo = append(pseudo, 0, 0, 0, protoTCP)
+	}
+	var s uint32
+	all := append(pseudo, seg...)
+	if len(all)%2 == 1 {
+		all = append(all, 0)
+	}
+	for i := 0; i < len(all); i += 2 {
+		s += uint32(all[i])<<8 | uint32(all[i+1])
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return s == 0xffff
+}
+
+func TestForwardECMP(t *testing.T) {
+	h := newHarness(t, 2, LinkOptions{})
+	flow := func(sport uint16) []byte { return tcpPacket(false, sport, 80, tcpFlagACK, nil, nil) }
+	landed := func(p []byte) int {
+		t.Helper()
+		if got := recv(t, h.bs[0], 20*time.Millisecond); got != nil {
+			return 0
+		}
+		if got := recv(t, h.bs[1], 20*time.Millisecond); got != nil {
+			return 1
+		}
+		t.Fatalf("packet landed nowhere")
+		return -1
+	}
+	send := func(p []byte) int { h.a.Write(p); return landed(p) }
+
+	if got := send(flow(1)); got != 0 {
+		t.Fatalf("first flow on host %d, want 0", got)
+	}
+	h.steer.target.Store(1) // SteerNewFlows(1)
+	if got := send(flow(2)); got != 1 {
+		t.Errorf("new flow after steering on host %d, want 1", got)
+	}
+	if got := send(flow(1)); got != 0 {
+		t.Errorf("old flow after steering new flows moved to host %d, want 0", got)
+	}
+	h.steer.target.Store(0)
+	h.steer.epoch.Add(1) // MoveAllFlows(0)
+	if got := send(flow(2)); got != 0 {
+		t.Errorf("flow after moving all flows on host %d, want 0", got)
+	}
+	// Replies from either B host reach A.
+	for i, b := range h.bs {
+		b.Write(flow(uint16(100 + i)))
+		if recv(t, h.a, time.Second) == nil {
+			t.Errorf("reply from B host %d did not reach A", i)
+		}
+	}
+}
+
+// TestForwardZeroAlloc shows the steady state allocates nothing, with and
+// without the delay queue, with faults and loss switched on.
+func TestForwardZeroAlloc(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts LinkOptions
+	}{
+		{"bypass", LinkOptions{Faults: Faults{StripTFO: true, DropSYNData: true}}},
+		{"queued", LinkOptions{Delay: 20 * time.Microsecond, Jitter: 10 * time.Microsecond, Rate: 10_000_000_000, Faults: Faults{StripTFO: true}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, 2, c.opts)
+			h.atob.SetLoss(0.0001)
+			syn := tcpPacket(false, 1, 2, tcpFlagSYN, tfoOption, nil)
+			buf := make([]byte, 2048)
+			round := func() {
+				h.a.Write(syn)
+				h.bs[0].SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				h.bs[0].Read(buf)
+			}
+			for range 200 {
+				round() // warm up: buffer pool, flow table
+			}
+			if allocs := testing.AllocsPerRun(500, round); allocs > 0 {
+				t.Errorf("%v allocations per forwarded packet, want 0", allocs)
+			}
+		})
+	}
+}
+
+// BenchmarkForward reports the cost of one packet through the forwarder
+// (socketpair in, socketpair out, no delay) and its allocations.
+func BenchmarkForward(b *testing.B) {
+	h := newHarness(b, 1, LinkOptions{})
+	pkt := tcpPacket(false, 1, 2, tcpFlagACK, nil, make([]byte, 1400))
+	buf := make([]byte, 2048)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		h.a.Write(pkt)
+		h.bs[0].Read(buf)
+	}
+}

@@ -1,0 +1,259 @@
+// Package relay is the one copy loop of fastrojan: it moves bytes both ways between two connections,
+// passes a half-close from one side to the other, and ends a connection nobody uses any more.
+//
+// The loop is deliberately plain. Each direction reads a chunk into a pooled buffer and writes it out;
+// the one place where a chunk has been moved (see copyChunks) is where byte accounting hooks in. When
+// both ends are *net.TCPConn the direction uses (*net.TCPConn).ReadFrom instead, so Linux splices the
+// bytes in the kernel; counts then arrive per deadline window rather than per chunk.
+package relay
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrIdle ends a pipe in which no byte moved, in either direction, for the idle timeout; or in which
+// one side accepted no byte for that long while the other had something to give it.
+var ErrIdle = errors.New("relay: idle timeout")
+
+// BufferSize is the size of the pooled copy buffers: one full TLS record of plaintext, so a chunk read
+// from a plain connection becomes one record on a TLS one.
+const BufferSize = 16 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+
+// longAgo is a deadline in the past, used to unblock reads and writes when a pipe stops.
+var longAgo = time.Unix(1, 0)
+
+// errStopped is what a direction returns when the other one stopped the pipe; it is never reported.
+var errStopped = errors.New("relay: stopped")
+
+// Pipe copies both ways until both directions have ended and returns the byte counts.
+//
+// A direction ends when its source reads EOF; Pipe then half-closes the destination's write side
+// (CloseWrite; for a *tls.Conn a close_notify and then CloseWrite on the connection below it, so a FIN
+// goes out) and the other direction carries on. If the destination cannot be half-closed the whole
+// pipe ends there. Any other error ends the whole pipe and is returned, wrapped with the direction.
+//
+// With idle > 0 the pipe ends with ErrIdle once no byte has moved either way for idle (a bulk download
+// with a silent upload direction is not idle), or when a write makes no progress for idle. Pipe owns
+// the deadlines of a and b while it runs and leaves them set when it returns. It does not Close a or b:
+// the caller does.
+func Pipe(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
+	p := &pipe{a: a, b: b, idle: idle}
+	p.touch()
+	var rd time.Time
+	if idle > 0 {
+		rd = time.Now().Add(idle)
+	}
+	for _, c := range []net.Conn{a, b} {
+		_ = c.SetWriteDeadline(time.Time{})
+		_ = c.SetReadDeadline(rd)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.copyHalf("b→a", a, b, &bToA)
+	}()
+	p.copyHalf("a→b", b, a, &aToB)
+	wg.Wait()
+	return aToB, bToA, p.err
+}
+
+type pipe struct {
+	a, b net.Conn
+	idle time.Duration
+	last atomic.Int64 // time.Now().UnixNano() of the last chunk moved, either way
+	done atomic.Bool  // set once by stop; both directions then return
+
+	mu  sync.Mutex
+	err error // the first error that stopped the pipe, if any
+}
+
+func (p *pipe) touch() { p.last.Store(time.Now().UnixNano()) }
+
+// stop ends both directions: it records err (if first) and unblocks every pending read and write.
+// A direction that sets a deadline checks done afterwards, so a deadline it sets cannot undo this one.
+func (p *pipe) stop(err error) {
+	p.mu.Lock()
+	first := !p.done.Load()
+	if first {
+		p.err = err
+		p.done.Store(true)
+	}
+	p.mu.Unlock()
+	if first {
+		_ = p.a.SetDeadline(longAgo)
+		_ = p.b.SetDeadline(longAgo)
+	}
+}
+
+// copyHalf runs one direction to its end and then either half-closes dst or stops the pipe.
+func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64) {
+	err := p.copy(dst, src, n)
+	switch {
+	case err == nil: // src said EOF
+		cwErr := closeWrite(dst)
+		if cwErr == nil {
+			return
+		}
+		if errors.Is(cwErr, errors.ErrUnsupported) {
+			p.stop(nil)
+			return
+		}
+		p.stop(fmt.Errorf("%s: half-close: %w", dir, cwErr))
+	case err == errStopped:
+	default:
+		p.stop(fmt.Errorf("%s: %w", dir, err))
+	}
+}
+
+func (p *pipe) copy(dst, src net.Conn, n *int64) error {
+	if d, ok := dst.(*net.TCPConn); ok {
+		if s, ok := src.(*net.TCPConn); ok {
+			return p.splice(d, s, n)
+		}
+	}
+	return p.copyChunks(dst, src, n)
+}
+
+// copyChunks is the general loop: read a chunk, count it, write it.
+func (p *pipe) copyChunks(dst, src net.Conn, n *int64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			p.touch()
+			if p.idle > 0 {
+				_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
+			}
+			nw, werr := dst.Write(buf[:nr])
+			*n += int64(nw) // the per-chunk accounting point
+			if werr != nil {
+				return p.writeErr(werr)
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			if p.done.Load() {
+				return errStopped
+			}
+			if isTimeout(rerr) {
+				if err := p.extend(src); err != nil {
+					return err
+				}
+				continue
+			}
+			return fmt.Errorf("read: %w", rerr)
+		}
+	}
+}
+
+// splice copies between two TCP connections with ReadFrom, which Linux turns into splice(2). The read
+// deadline is cut into windows of at most idle/2, so that a direction busy in the kernel still shows
+// activity to the other one often enough. A timed-out write is always final: a splice interrupted
+// while writing drops what it held in its pipe, so it must not be resumed.
+func (p *pipe) splice(dst, src *net.TCPConn, n *int64) error {
+	for {
+		var wd time.Time
+		if p.idle > 0 {
+			now := time.Now()
+			wd = now.Add(p.idle)
+			rd := time.Unix(0, p.last.Load()).Add(p.idle)
+			if w := now.Add(p.idle / 2); w.Before(rd) {
+				rd = w
+			}
+			_ = dst.SetWriteDeadline(wd)
+			_ = src.SetReadDeadline(rd)
+			if p.done.Load() {
+				return errStopped
+			}
+		}
+		m, err := dst.ReadFrom(src)
+		*n += m
+		if m > 0 {
+			p.touch()
+		}
+		if err == nil {
+			return nil
+		}
+		if p.done.Load() {
+			return errStopped
+		}
+		if !isTimeout(err) {
+			return err
+		}
+		if !time.Now().Before(wd) {
+			return fmt.Errorf("write: %w", ErrIdle)
+		}
+		if time.Since(time.Unix(0, p.last.Load())) >= p.idle {
+			return ErrIdle
+		}
+	}
+}
+
+// extend moves src's read deadline to idle after the last activity in either direction, or reports
+// ErrIdle when that moment has passed.
+func (p *pipe) extend(src net.Conn) error {
+	if p.idle <= 0 { // a deadline we did not set: someone else's business, treat as an error
+		return fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
+	}
+	d := time.Unix(0, p.last.Load()).Add(p.idle)
+	if !time.Now().Before(d) {
+		return ErrIdle
+	}
+	_ = src.SetReadDeadline(d)
+	if p.done.Load() {
+		return errStopped
+	}
+	return nil
+}
+
+func (p *pipe) writeErr(err error) error {
+	if p.done.Load() {
+		return errStopped
+	}
+	if isTimeout(err) {
+		return fmt.Errorf("write: %w", ErrIdle)
+	}
+	return fmt.Errorf("write: %w", err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// closeWrite half-closes c's write side. For TLS that is a close_notify alert followed by a TCP FIN on
+// the connection below. It returns an error wrapping errors.ErrUnsupported when c cannot half-close.
+func closeWrite(c net.Conn) error {
+	switch c := c.(type) {
+	case *tls.Conn:
+		if err := c.CloseWrite(); err != nil {
+			return err
+		}
+		return closeWrite(c.NetConn())
+	case interface{ CloseWrite() error }:
+		return c.CloseWrite()
+	case interface{ NetConn() net.Conn }:
+		return closeWrite(c.NetConn())
+	}
+	return fmt.Errorf("%T cannot half-close: %w", c, errors.ErrUnsupported)
+}
+
+// CloseWrite half-closes c the way Pipe does when its other side reads EOF. Callers that end a
+// connection outside Pipe use it so a peer sees the same orderly end (close_notify, then FIN).
+func CloseWrite(c net.Conn) error { return closeWrite(c) }

@@ -1,0 +1,288 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/relay"
+	"github.com/fastrojan/fastrojan/internal/trojan"
+)
+
+// recordTypeHandshake is the first byte of every TLS ClientHello record.
+const recordTypeHandshake = 0x16
+
+// requestBufSize caps what the server reads before it decides between target and fallback: one TLS
+// record of plaintext, far more than the longest header (trojan.MaxRequestLen).
+const requestBufSize = 16 << 10
+
+// plainLinger bounds how long a connection answered with PlainHTTPResponse is drained after the
+// answer, so that closing it does not reset the answer away; plainDrainMax bounds the bytes drained.
+const (
+	plainLinger   = 2 * time.Second
+	plainDrainMax = 64 << 10
+)
+
+var requestBufs = sync.Pool{New: func() any { b := make([]byte, requestBufSize); return &b }}
+
+// requestBuf is a pooled first-request buffer, given back before a relay starts so an idle tunnel
+// does not hold it.
+type requestBuf struct {
+	b []byte
+	p *[]byte
+}
+
+func getRequestBuf() *requestBuf {
+	p := requestBufs.Get().(*[]byte)
+	return &requestBuf{b: *p, p: p}
+}
+
+// release returns the buffer to the pool; it is safe on nil and when called twice.
+func (rb *requestBuf) release() {
+	if rb == nil || rb.p == nil {
+		return
+	}
+	requestBufs.Put(rb.p)
+	rb.p, rb.b = nil, nil
+}
+
+// Outcomes, one per connection, as logged.
+const (
+	outConnect      = "connect"
+	outFallback     = "fallback"
+	outPlainHTTP    = "plain_http_response"
+	outNoBytes      = "closed_before_data"
+	outTLSFailed    = "tls_handshake_failed"
+	outReadFailed   = "request_read_failed"
+	outUDP          = "udp_associate_unsupported"
+	outDialFailed   = "dial_failed"
+	outNoFallback   = "fallback_unavailable"
+	outFallbackDown = "fallback_dial_failed"
+)
+
+// connLog collects what the one log line of a connection says.
+type connLog struct {
+	outcome string
+	reason  string // why a fallback
+	user    string
+	dest    string
+	up      int64 // bytes from the client
+	down    int64 // bytes to the client
+	err     error
+}
+
+func (s *Server) handle(c net.Conn) {
+	start := time.Now()
+	s.active.Add(1)
+	defer func() {
+		_ = c.Close()
+		s.untrack(c)
+		s.active.Add(-1)
+		<-s.slots
+		s.handlers.Done()
+	}()
+	var l connLog
+	s.serveConn(c, &l)
+	if !s.log.Enabled(s.ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("remote", c.RemoteAddr().String()),
+		slog.String("outcome", l.outcome),
+	}
+	if l.reason != "" {
+		attrs = append(attrs, slog.String("reason", l.reason))
+	}
+	if l.user != "" {
+		attrs = append(attrs, slog.String("user", l.user))
+	}
+	if l.dest != "" {
+		attrs = append(attrs, slog.String("dest", l.dest))
+	}
+	attrs = append(attrs, slog.Int64("up", l.up), slog.Int64("down", l.down),
+		slog.Duration("duration", time.Since(start).Round(time.Millisecond)))
+	if l.err != nil {
+		attrs = append(attrs, slog.String("err", l.err.Error()))
+	}
+	s.log.LogAttrs(s.ctx, slog.LevelDebug, "connection", attrs...)
+}
+
+// serveConn runs one connection from accept to its end. The caller closes c.
+func (s *Server) serveConn(c net.Conn, l *connLog) {
+	_ = c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		l.outcome, l.err = outNoBytes, err
+		return
+	}
+	if first[0] != recordTypeHandshake {
+		s.serveNonTLS(c, first[:], l)
+		return
+	}
+
+	tc := tls.Server(&replayConn{Conn: c, pending: first[:]}, s.opts.TLSConfig)
+	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
+	if err := tc.Handshake(); err != nil {
+		s.tlsFailures.Add(1)
+		l.outcome, l.err = outTLSFailed, err
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	_ = c.SetReadDeadline(time.Now().Add(s.opts.RequestTimeout))
+
+	rb := getRequestBuf()
+	defer rb.release()
+	buf := rb.b
+	n := 0
+	for {
+		m, rerr := tc.Read(buf[n:])
+		n += m
+		v := classify(buf[:n], s.opts.Users)
+		switch v.kind {
+		case verdictConnect:
+			l.user, l.dest = v.user.Name, v.req.Dest.String()
+			s.authenticated.Add(1)
+			if v.req.Cmd != trojan.CmdConnect {
+				l.outcome = outUDP
+				return
+			}
+			s.connect(tc, v.req, buf[v.hdrLen:n], rb, l)
+			return
+		case verdictFallback:
+			l.reason = v.reason
+			s.fallback(tc, buf[:n], rb, l)
+			return
+		}
+		switch {
+		case rerr == nil && n < len(buf):
+			continue
+		case rerr == nil:
+			l.reason = "request too long" // unreachable: a header fits many times over
+		case errors.Is(rerr, io.EOF):
+			l.reason = "client ended before a complete request"
+		case isTimeout(rerr):
+			l.reason = "request timeout"
+		default:
+			l.outcome, l.err = outReadFailed, rerr
+			return
+		}
+		s.fallback(tc, buf[:n], rb, l)
+		return
+	}
+}
+
+// connect relays an authenticated CONNECT to its target; payload is what followed the header.
+// rb, which holds payload, is released once payload is written.
+func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb *requestBuf, l *connLog) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+	target, err := s.opts.Dial(ctx, "tcp", req.Dest.String())
+	cancel()
+	if err != nil {
+		l.outcome, l.err = outDialFailed, fmt.Errorf("dial %s: %w", req.Dest, err)
+		return
+	}
+	defer target.Close()
+	l.outcome = outConnect
+	if len(payload) > 0 {
+		_ = target.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
+		n, err := target.Write(payload)
+		l.up += int64(n)
+		if err != nil {
+			l.err = fmt.Errorf("write first payload to %s: %w", req.Dest, err)
+			return
+		}
+	}
+	rb.release()
+	up, down, err := relay.Pipe(client, target, s.opts.IdleTimeout)
+	l.up += up
+	l.down += down
+	l.err = err
+}
+
+// fallback hands client to the fallback site: it replays seen, every byte read so far, and relays
+// both ways from then on. rb, if not nil, holds seen and is released once seen is written.
+func (s *Server) fallback(client net.Conn, seen []byte, rb *requestBuf, l *connLog) {
+	s.fallbacks.Add(1)
+	if s.opts.Fallback == "" {
+		l.outcome = outNoFallback
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
+	site, err := s.opts.Dial(ctx, "tcp", s.opts.Fallback)
+	cancel()
+	if err != nil {
+		l.outcome, l.err = outFallbackDown, fmt.Errorf("dial fallback %s: %w", s.opts.Fallback, err)
+		return
+	}
+	defer site.Close()
+	l.outcome = outFallback
+	if len(seen) > 0 {
+		_ = site.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
+		n, err := site.Write(seen)
+		l.up += int64(n)
+		if err != nil {
+			l.err = fmt.Errorf("replay to fallback: %w", err)
+			return
+		}
+	}
+	rb.release()
+	up, down, err := relay.Pipe(client, site, s.opts.IdleTimeout)
+	l.up += up
+	l.down += down
+	l.err = err
+}
+
+// serveNonTLS handles a connection whose first byte is not a TLS handshake record.
+func (s *Server) serveNonTLS(c net.Conn, first []byte, l *connLog) {
+	if len(s.opts.PlainHTTPResponse) == 0 {
+		l.reason = "not TLS"
+		s.fallback(c, first, nil, l)
+		return
+	}
+	s.plainHTTP.Add(1)
+	l.outcome = outPlainHTTP
+	_ = c.SetDeadline(time.Now().Add(s.opts.RequestTimeout))
+	n, err := c.Write(s.opts.PlainHTTPResponse)
+	l.down = int64(n)
+	if err != nil {
+		l.err = err
+		return
+	}
+	// Send FIN, then read what the client still sends for a moment, so the close that follows finds
+	// an empty receive queue and does not reset the answer away.
+	if err := relay.CloseWrite(c); err != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(min(plainLinger, s.opts.RequestTimeout)))
+	m, _ := io.Copy(io.Discard, io.LimitReader(c, plainDrainMax))
+	l.up = int64(len(first)) + m
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// replayConn is a connection whose first bytes were already read: Read returns them first.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(b []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(b, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection underneath, so TLS's close_notify is followed by a FIN.
+func (r *replayConn) CloseWrite() error { return relay.CloseWrite(r.Conn) }

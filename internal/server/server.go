@@ -1,0 +1,296 @@
+// Package server is the Trojan server service: it accepts connections, completes TLS, authenticates
+// the request header, relays valid CONNECT requests to their target, and hands everything else to
+// the fallback web site with every byte already read replayed first, so that a prober sees only that
+// site.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/users"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultRequestTimeout   = 10 * time.Second
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultMaxConns         = 4096
+)
+
+// Options configure a Server. TLSConfig and Users are required.
+type Options struct {
+	TLSConfig *tls.Config
+	Users     users.Store
+	// Fallback is the host:port of the web server that gets everything that is not a valid request
+	// (trojan-gfw's remote_addr:remote_port). Empty means such connections are just closed.
+	Fallback string
+	// PlainHTTPResponse, when set, is written raw to a connection whose first byte is not a TLS
+	// handshake record, which is then closed (trojan-gfw's ssl.plain_http_response). When empty such
+	// connections go to Fallback over plain TCP.
+	PlainHTTPResponse []byte
+
+	HandshakeTimeout time.Duration // accept to TLS handshake done; default 10s
+	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
+	IdleTimeout      time.Duration // a relay with no traffic either way for this long ends; default 5m
+	DialTimeout      time.Duration // connecting to a target or the fallback; default 10s
+	// MaxConns bounds the connections handled at once (default 4096). Beyond it the server stops
+	// accepting and new connections wait in the kernel's listen backlog.
+	MaxConns int
+	// Dial connects to targets and to the fallback. Default: a net.Dialer.
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger // default slog.Default()
+}
+
+// Stats are counters since New. Active is a gauge.
+type Stats struct {
+	Active        int64 // connections being handled now
+	Accepted      int64 // connections accepted
+	Authenticated int64 // requests with a known hash
+	Fallbacks     int64 // connections relayed to the fallback
+	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
+	TLSFailures   int64 // TLS handshakes that failed or timed out
+}
+
+// Server is a Trojan server. Create it with New; run it with Serve; stop it with Shutdown or Close.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	ctx    context.Context // canceled by a forced close: aborts dials in progress
+	cancel context.CancelFunc
+	slots  chan struct{} // one token per connection being handled (MaxConns)
+	done   chan struct{} // closed when shutdown begins
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // accepted connections still being handled
+	handlers  sync.WaitGroup        // one per entry in conns
+
+	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
+}
+
+// New checks opts, fills in defaults and returns a Server that is not serving yet.
+func New(opts Options) (*Server, error) {
+	if opts.TLSConfig == nil {
+		return nil, errors.New("server: TLSConfig is required")
+	}
+	if opts.Users == nil {
+		return nil, errors.New("server: Users is required")
+	}
+	if opts.Fallback != "" {
+		if _, _, err := net.SplitHostPort(opts.Fallback); err != nil {
+			return nil, fmt.Errorf("server: fallback %q: %w", opts.Fallback, err)
+		}
+	}
+	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout} {
+		if *d < 0 {
+			return nil, fmt.Errorf("server: negative timeout %v", *d)
+		}
+	}
+	setDefault(&opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&opts.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&opts.DialTimeout, DefaultDialTimeout)
+	if opts.MaxConns < 0 {
+		return nil, fmt.Errorf("server: negative MaxConns %d", opts.MaxConns)
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.Dial == nil {
+		var d net.Dialer
+		opts.Dial = d.DialContext
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	opts.PlainHTTPResponse = append([]byte(nil), opts.PlainHTTPResponse...)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		slots:     make(chan struct{}, opts.MaxConns),
+		done:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+	}, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Active:        s.active.Load(),
+		Accepted:      s.accepted.Load(),
+		Authenticated: s.authenticated.Load(),
+		Fallbacks:     s.fallbacks.Load(),
+		PlainHTTP:     s.plainHTTP.Load(),
+		TLSFailures:   s.tlsFailures.Load(),
+	}
+}
+
+// Serve accepts connections on ln and handles each in its own goroutine until Shutdown or Close,
+// after which it returns nil; it returns an error if ln fails otherwise. The server owns ln from now
+// on and closes it. Serve may be called for several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		_ = ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		select {
+		case s.slots <- struct{}{}: // wait for a free slot before accepting: MaxConns
+		case <-s.done:
+			return nil
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			<-s.slots
+			if s.isClosing() {
+				return nil
+			}
+			if !temporary(err) {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed, retrying", "listener", ln.Addr().String(), "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		s.accepted.Add(1)
+		if !s.track(c) {
+			_ = c.Close()
+			<-s.slots
+			return nil
+		}
+		go s.handle(c)
+	}
+}
+
+// temporary reports whether an Accept error is worth retrying: out of file descriptors or memory, or
+// a connection that died in the backlog.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track registers c and its handler; it fails once shutdown has begun.
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// beginShutdown stops accepting: it closes every listener. It is idempotent.
+func (s *Server) beginShutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	close(s.done)
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+// closeConns aborts every connection being handled and every dial in progress.
+func (s *Server) closeConns() {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+}
+
+// Shutdown stops accepting and waits for the connections being handled to end. When ctx is done
+// first it closes those still open, waits for their handlers to return and reports ctx.Err(). Calling
+// it again, or after Close, is safe.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginShutdown()
+	drained := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.closeConns()
+	<-drained
+	return ctx.Err()
+}
+
+// Close stops accepting, closes every connection at once and waits for their handlers to return.
+func (s *Server) Close() error {
+	s.beginShutdown()
+	s.closeConns()
+	s.handlers.Wait()
+	return nil
+}
