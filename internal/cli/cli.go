@@ -31,7 +31,7 @@ func commands() []command {
 		{"server", "run a server with generated certificate, password and fallback site", serverCommand},
 		{"client", "run a SOCKS5 client from a trojan:// link", clientCommand},
 		{"demo", "server, client and web page on loopback; fetch through the proxy and report", demoCommand},
-		// LAB {"lab", "emulated WAN in network namespaces (root): lab up | lab down", labCommand},
+		{"lab", "emulated WAN in network namespaces (root): lab up | lab down", labCommand},
 		{"version", "print the version", versionCommand},
 	}
 }

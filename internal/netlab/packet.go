@@ -12,8 +12,8 @@ const (
 	tcpFlagRST = 0x04
 	tcpFlagACK = 0x10
 
-	tcpOptEnd     = 0
-	tcpOptNOP     = 1
+	tcpOptEnd      = 0
+	tcpOptNOP      = 1
 	tcpOptFastOpen = 34  // RFC 7413
 	tcpOptExp      = 254 // experimental option; TFO used it with magic 0xF989 before 34
 	tfoExpMagic    = 0xF989

@@ -47,7 +47,24 @@ var errStopped = errors.New("relay: stopped")
 // the deadlines of a and b while it runs and leaves them set when it returns. It does not Close a or b:
 // the caller does.
 func Pipe(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
-	p := &pipe{a: a, b: b, idle: idle}
+	return run(&pipe{a: a, b: b, idle: idle})
+}
+
+// PipeUntilEOF is Pipe for a connection whose end b decides, such as a web site behind the fallback:
+// when b's side ends, a's write side is half-closed as in Pipe, what a still sends is passed on for at
+// most LeaderGrace (so bytes already on their way reach b, as they would reach a site talked to
+// directly), and then the whole pipe ends instead of waiting for a. A web server that has closed its
+// connection reads nothing more; waiting for the client would hold the connection open longer than
+// the site itself would.
+func PipeUntilEOF(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
+	return run(&pipe{a: a, b: b, idle: idle, leader: b})
+}
+
+// LeaderGrace is how long PipeUntilEOF keeps passing bytes on after b has ended.
+const LeaderGrace = 2 * time.Second
+
+func run(p *pipe) (aToB, bToA int64, err error) {
+	a, b, idle := p.a, p.b, p.idle
 	p.touch()
 	var rd time.Time
 	if idle > 0 {
@@ -66,14 +83,21 @@ func Pipe(a, b net.Conn, idle time.Duration) (aToB, bToA int64, err error) {
 	}()
 	p.copyHalf("a→b", b, a, &aToB)
 	wg.Wait()
+	p.mu.Lock()
+	if p.grace != nil {
+		p.grace.Stop()
+	}
+	p.mu.Unlock()
 	return aToB, bToA, p.err
 }
 
 type pipe struct {
-	a, b net.Conn
-	idle time.Duration
-	last atomic.Int64 // time.Now().UnixNano() of the last chunk moved, either way
-	done atomic.Bool  // set once by stop; both directions then return
+	a, b   net.Conn
+	idle   time.Duration
+	leader net.Conn     // if set, its EOF ends the whole pipe after LeaderGrace
+	grace  *time.Timer  // started by the leader's EOF; guarded by mu
+	last   atomic.Int64 // time.Now().UnixNano() of the last chunk moved, either way
+	done   atomic.Bool  // set once by stop; both directions then return
 
 	mu  sync.Mutex
 	err error // the first error that stopped the pipe, if any
@@ -104,6 +128,11 @@ func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64) {
 	case err == nil: // src said EOF
 		cwErr := closeWrite(dst)
 		if cwErr == nil {
+			if src == p.leader {
+				p.mu.Lock()
+				p.grace = time.AfterFunc(LeaderGrace, func() { p.stop(nil) })
+				p.mu.Unlock()
+			}
 			return
 		}
 		if errors.Is(cwErr, errors.ErrUnsupported) {
@@ -193,7 +222,7 @@ func (p *pipe) splice(dst, src *net.TCPConn, n *int64) error {
 		if p.done.Load() {
 			return errStopped
 		}
-		if !isTimeout(err) {
+		if !isTimeout(err) || p.idle <= 0 {
 			return err
 		}
 		if !time.Now().Before(wd) {

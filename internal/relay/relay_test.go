@@ -59,6 +59,10 @@ type result struct {
 }
 
 func newSetup(t testing.TB, chunked bool, idle time.Duration) *setup {
+	return newSetupWith(t, chunked, idle, Pipe)
+}
+
+func newSetupWith(t testing.TB, chunked bool, idle time.Duration, pipe func(a, b net.Conn, idle time.Duration) (int64, int64, error)) *setup {
 	peerA, a := tcpPair(t)
 	b, peerB := tcpPair(t)
 	var ca, cb net.Conn = a, b
@@ -67,7 +71,7 @@ func newSetup(t testing.TB, chunked bool, idle time.Duration) *setup {
 	}
 	s := &setup{peerA: peerA, peerB: peerB, done: make(chan result, 1)}
 	go func() {
-		x, y, err := Pipe(ca, cb, idle)
+		x, y, err := pipe(ca, cb, idle)
 		s.done <- result{x, y, err}
 	}()
 	return s
@@ -159,6 +163,33 @@ func TestPipeHalfClose(t *testing.T) {
 	})
 }
 
+// TestPipeUntilEOF: once B (a fallback site) ends, A gets everything B sent and EOF, bytes A sends
+// right after still reach B, and the pipe ends within LeaderGrace though A never closes.
+func TestPipeUntilEOF(t *testing.T) {
+	modes(t, func(t *testing.T, chunked bool) {
+		s := newSetupWith(t, chunked, time.Minute, PipeUntilEOF)
+		s.peerB.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+		s.peerB.CloseWrite()
+		got, err := io.ReadAll(s.peerA)
+		if err != nil || string(got) != "HTTP/1.1 400 Bad Request\r\n\r\n" {
+			t.Fatalf("A read %q, %v; want the answer then EOF", got, err)
+		}
+		s.peerA.Write([]byte("late"))
+		late := make([]byte, 4)
+		if _, err := io.ReadFull(s.peerB, late); err != nil || string(late) != "late" {
+			t.Fatalf("bytes sent during the grace did not reach B: %q %v", late, err)
+		}
+		start := time.Now()
+		r := s.wait(t, LeaderGrace+time.Second)
+		if r.err != nil || r.bToA != 28 || r.aToB != 4 {
+			t.Fatalf("PipeUntilEOF = %+v", r)
+		}
+		if waited := time.Since(start); waited > LeaderGrace+500*time.Millisecond {
+			t.Fatalf("ended %v after B's EOF", waited)
+		}
+	})
+}
+
 func TestPipeIdle(t *testing.T) {
 	modes(t, func(t *testing.T, chunked bool) {
 		const idle = 200 * time.Millisecond
@@ -179,15 +210,15 @@ func TestPipeIdle(t *testing.T) {
 // TestPipeOneWayTrafficIsNotIdle: a download with a silent upload lasts longer than idle.
 func TestPipeOneWayTrafficIsNotIdle(t *testing.T) {
 	modes(t, func(t *testing.T, chunked bool) {
-		const idle = 150 * time.Millisecond
+		const idle = 300 * time.Millisecond
 		s := newSetup(t, chunked, idle)
-		stop := time.Now().Add(4 * idle)
+		stop := time.Now().Add(3 * idle)
 		go io.Copy(io.Discard, s.peerA)
 		for time.Now().Before(stop) {
 			if _, err := s.peerB.Write([]byte("tick")); err != nil {
 				t.Fatalf("write after %v: %v", time.Until(stop), err)
 			}
-			time.Sleep(idle / 5)
+			time.Sleep(idle / 10)
 		}
 		select {
 		case r := <-s.done:

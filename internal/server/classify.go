@@ -27,19 +27,20 @@ type verdict struct {
 // after each read, so a header split across TLS records still authenticates, and it judges as early
 // as the bytes allow: the hash is looked up as soon as its 56 bytes are there.
 func classify(b []byte, store users.Store) verdict {
+	var u users.User
+	if len(b) >= trojan.HashLen && trojan.HashPrefixValid(b[:trojan.HashLen]) {
+		var ok bool
+		if u, ok = store.Lookup(trojan.Hash(b[:trojan.HashLen])); !ok {
+			return verdict{kind: verdictFallback, reason: "unknown password"}
+		}
+	}
 	req, n, err := trojan.ParseRequest(b)
-	if err != nil && !errors.Is(err, trojan.ErrShort) {
+	switch {
+	case err == nil:
+		return verdict{kind: verdictConnect, req: req, user: u, hdrLen: n}
+	case errors.Is(err, trojan.ErrShort):
+		return verdict{kind: verdictMore}
+	default:
 		return verdict{kind: verdictFallback, reason: "malformed request"}
 	}
-	if len(b) < trojan.HashLen {
-		return verdict{kind: verdictMore}
-	}
-	u, ok := store.Lookup(trojan.Hash(b[:trojan.HashLen]))
-	if !ok {
-		return verdict{kind: verdictFallback, reason: "unknown password"}
-	}
-	if err != nil {
-		return verdict{kind: verdictMore}
-	}
-	return verdict{kind: verdictConnect, req: req, user: u, hdrLen: n}
 }

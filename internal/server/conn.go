@@ -232,7 +232,8 @@ func (s *Server) fallback(client net.Conn, seen []byte, rb *requestBuf, l *connL
 		}
 	}
 	rb.release()
-	up, down, err := relay.Pipe(client, site, s.opts.IdleTimeout)
+	// The site decides when the connection ends, as it would if the prober talked to it directly.
+	up, down, err := relay.PipeUntilEOF(client, site, s.opts.IdleTimeout)
 	l.up += up
 	l.down += down
 	l.err = err
