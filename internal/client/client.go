@@ -49,7 +49,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[net.Conn]struct{}
+	conns    map[net.Conn]bool // value: the connection has reached its relay; guarded by mu
 	closing  bool
 	wg       sync.WaitGroup
 	accepted atomic.Int64
@@ -75,7 +75,7 @@ func New(opts Options) (*Client, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}, nil
+	return &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}, nil
 }
 
 // Stats returns a snapshot of the counters.
@@ -136,10 +136,18 @@ func (c *Client) track(conn net.Conn) bool {
 	if c.closing {
 		return false
 	}
-	c.conns[conn] = struct{}{}
+	c.conns[conn] = false
 	c.wg.Add(1)
 	c.active.Add(1)
 	return true
+}
+
+// markRelaying records that conn's tunnel is open, so Shutdown lets it finish; false if shutting down.
+func (c *Client) markRelaying(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns[conn] = true
+	return !c.closing
 }
 
 func (c *Client) untrack(conn net.Conn) {
@@ -150,11 +158,17 @@ func (c *Client) untrack(conn net.Conn) {
 	c.wg.Done()
 }
 
-// Shutdown stops accepting and waits for active connections until ctx is done, then closes them.
+// Shutdown stops accepting, closes connections still negotiating with their application, waits for
+// open tunnels until ctx is done, then closes them.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.closing = true
 	ln := c.ln
+	for conn, relaying := range c.conns {
+		if !relaying {
+			_ = conn.Close()
+		}
+	}
 	c.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
@@ -240,6 +254,9 @@ func (c *Client) handle(app net.Conn) {
 		return
 	}
 	_ = app.SetDeadline(time.Time{})
+	if !c.markRelaying(app) {
+		return // Shutdown began while this tunnel was being set up
+	}
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
 	sent, received, err := relay.Pipe(&bufferedConn{Conn: app, r: br}, up, c.opts.IdleTimeout)
 	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))

@@ -163,3 +163,60 @@ func TestServerSpeaksFirst(t *testing.T) {
 		t.Fatal("no request reached the server when the app stays silent")
 	}
 }
+
+// TestShutdownDoesNotWaitForSilentApps: an application that connected but never finished SOCKS5
+// does not hold up a shutdown; an open tunnel does, until it ends.
+func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
+	s := newFakeServer(t)
+	c, err := New(Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: trojan.HashPassword("pw")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(ln) }()
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	tunnel := socksConnect(t, ln.Addr().String(), trojan.Addr{Domain: "example.com", Port: 80})
+	if _, err := tunnel.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-s.first
+	for c.Stats().Active != 2 {
+		time.Sleep(time.Millisecond)
+	}
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- c.Shutdown(ctx)
+	}()
+	_ = silent.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("silent app: read %v, want EOF from the shutdown", err)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("shutdown returned (%v) while a tunnel was open", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	tunnel.Close()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not return after the last tunnel closed")
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
