@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,12 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/netlab"
 )
+
+// TestMain removes lab namespaces that a killed earlier run left behind (netlab's doc asks for it).
+func TestMain(m *testing.M) {
+	_, _ = netlab.SweepStale()
+	os.Exit(m.Run())
+}
 
 // setTCP returns a socket Control func that sets one IPPROTO_TCP option.
 func setTCP(opt, v int) func(string, string, syscall.RawConn) error {
