@@ -32,6 +32,9 @@ func commands() []command {
 		{"client", "run a SOCKS5 client from a trojan:// link", clientCommand},
 		{"demo", "server, client and web page on loopback; fetch through the proxy and report", demoCommand},
 		{"lab", "emulated WAN in network namespaces (root): lab up | lab down", labCommand},
+		{"doctor", "will TCP Fast Open work here? checks with the fix for each problem", doctorCommand},
+		{"bench", "time to first byte with and without TFO, interleaved (--lab RTT: self-contained)", benchCommand},
+		{"keys", "a server farm's TFO cookie keys: epoch, fingerprints, next rotation, sysctl line", keysCommand},
 		{"version", "print the version", versionCommand},
 	}
 }

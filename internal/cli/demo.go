@@ -23,6 +23,7 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
+	"github.com/fastrojan/fastrojan/internal/users"
 	"github.com/fastrojan/fastrojan/internal/website"
 )
 
@@ -83,7 +84,8 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	scfg.RemoteAddr, scfg.RemotePort = siteHost, sitePort
 	scfg.Password = []string{password}
 	scfg.SSL.Cert, scfg.SSL.Key = certFile, keyFile
-	srv, sln, _, err := buildServer(scfg, log)
+	scfg.TCP.FastOpen = true // every leg; where the system lacks TFO the demo says so and runs without it
+	srv, sln, _, err := buildServer(scfg, log, users.NewStatic(scfg.Password))
 	if err != nil {
 		return err
 	}
@@ -100,7 +102,9 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	ccfg.Password = []string{password}
 	ccfg.SSL.Cert = certFile // trust the generated certificate, as a trojan-gfw client would
 	ccfg.SSL.SNI = "localhost"
-	cl, cln, err := buildClient(ccfg, log)
+	ccfg.TCP.FastOpen = true
+	handshakes := make(demoHandshakes, n)
+	cl, cln, err := buildClient(ccfg, log, &telemetry{onHandshake: handshakes.observe})
 	if err != nil {
 		return err
 	}
@@ -111,6 +115,7 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	url := "http://" + site.Addr() + "/"
 	fmt.Fprintf(out, "web page  %s\nserver    %s (TLS, generated certificate and password)\nclient    socks5://%s\n\n",
 		url, sln.Addr(), cln.Addr())
+	demoTFONote(out)
 
 	socks, err := proxy.SOCKS5("tcp", cln.Addr().String(), nil, proxy.Direct)
 	if err != nil {
@@ -130,8 +135,8 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 			continue
 		}
 		ok++
-		fmt.Fprintf(out, "fetch %d/%d: %s, %d bytes, time to first byte %s, tfo: off\n",
-			i, n, status, size, ttfb.Round(time.Microsecond))
+		fmt.Fprintf(out, "fetch %d/%d: %s, %d bytes, time to first byte %s, %s\n",
+			i, n, status, size, ttfb.Round(time.Microsecond), handshakes.next())
 	}
 
 	// What a prober without the password sees: the fallback site, not a proxy.

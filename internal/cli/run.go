@@ -54,12 +54,32 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // runConfig runs the service a config describes until ctx ends, then drains it.
 func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	tel, stopMetrics, err := startMetrics(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	switch cfg.RunType {
 	case "server":
-		srv, ln, certs, err := buildServer(cfg, log)
+		store, stopUsers, err := buildUsers(cfg, log, tel)
 		if err != nil {
 			return err
 		}
+		defer func() { // after the server has drained: the last counts are final
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout(cfg))
+			defer cancel()
+			stopUsers(ctx)
+		}()
+		srv, ln, certs, err := buildServer(cfg, log, store, tel)
+		if err != nil {
+			return err
+		}
+		farmKeys, err := startFarmKeys(cfg, ln, log, tel) // fastrojan.farm; SIGHUP reloads the secret
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer farmKeys.Close()
 		stopReload := onReload(func() {
 			if err := certs.Reload(); err != nil {
 				log.Error("certificate reload failed; keeping the old one", "err", err)
@@ -71,12 +91,16 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
 		return serve(ctx, log, shutdownTimeout(cfg), srv, ln)
 	case "client":
-		cl, ln, err := buildClient(cfg, log)
+		cl, ln, err := buildClient(cfg, log, tel)
 		if err != nil {
 			return err
 		}
 		log.Info("client listening (SOCKS5)", "addr", ln.Addr().String(), "server", cfg.RemoteHostPort())
 		return serve(ctx, log, shutdownTimeout(cfg), cl, ln)
+	case "forward":
+		return runForward(ctx, cfg, log, tel)
+	case "nat":
+		return runNAT(ctx, cfg, log, tel)
 	default:
 		return fmt.Errorf("run_type %q is not supported yet", cfg.RunType)
 	}
@@ -90,7 +114,8 @@ func shutdownTimeout(cfg *config.Config) time.Duration {
 }
 
 // buildServer makes a server and its listener from cfg.
-func buildServer(cfg *config.Config, log *slog.Logger) (*server.Server, net.Listener, *tlsconf.CertStore, error) {
+// tel (optional) receives metrics.
+func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ...*telemetry) (*server.Server, net.Listener, *tlsconf.CertStore, error) {
 	tlsCfg, certs, err := tlsconf.Server(cfg.SSL, log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -104,19 +129,24 @@ func buildServer(cfg *config.Config, log *slog.Logger) (*server.Server, net.List
 	ext := cfg.Fastrojan
 	srv, err := server.New(server.Options{
 		TLSConfig:         tlsCfg,
-		Users:             users.NewStatic(cfg.Password),
+		Users:             store,
 		Fallback:          cfg.RemoteHostPort(),
 		PlainHTTPResponse: plain,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
 		IdleTimeout:       time.Duration(ext.IdleTimeout),
+		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
 		Logger:            log,
+		DialFirst:         serverDialFirst(cfg, log),
+		OnConn:            telemetryOf(tel).serverOnConn(),
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ln, err := listen(cfg.LocalHostPort())
+	telemetryOf(tel).registerServer(srv)
+	telemetryOf(tel).registerServerUDP(srv)
+	ln, err := serverListen(cfg, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -124,8 +154,9 @@ func buildServer(cfg *config.Config, log *slog.Logger) (*server.Server, net.List
 }
 
 // buildClient makes a SOCKS5 client and its listener from cfg.
-func buildClient(cfg *config.Config, log *slog.Logger) (*client.Client, net.Listener, error) {
-	tlsCfg, err := tlsconf.Client(cfg.SSL, cfg.RemoteAddr, log)
+// tel (optional) receives metrics and every handshake with the server.
+func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*client.Client, net.Listener, error) {
+	tlsCfg, err := clientTLS(cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,14 +167,20 @@ func buildClient(cfg *config.Config, log *slog.Logger) (*client.Client, net.List
 			TLS:              tlsCfg,
 			Hash:             trojan.HashPassword(cfg.Password[0]),
 			HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
+			Dial:             clientDial(cfg, log),
+			Observe:          telemetryOf(tel).clientObserver(cfg, log),
 		},
+		OnTunnelClosed:   telemetryOf(tel).clientTunnelClosed(),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),
 		IdleTimeout:      time.Duration(ext.IdleTimeout),
+		UDPTimeout:       time.Duration(cfg.UDPTimeout) * time.Second,
 		Logger:           log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	telemetryOf(tel).registerClientUDP(cl)
+	telemetryOf(tel).registerClient(cl)
 	ln, err := listen(cfg.LocalHostPort())
 	if err != nil {
 		return nil, nil, err

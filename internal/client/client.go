@@ -1,5 +1,7 @@
-// Package client is the client service: it accepts application connections on an inbound
-// (SOCKS5), opens a Trojan connection to the server for each, and relays.
+// Package client is the client service: it accepts application connections on an inbound (SOCKS5
+// and HTTP proxy on one port, forward, or nat), opens a Trojan connection to the server for each,
+// and relays. UDP (SOCKS5 UDP ASSOCIATE, forward, nat) goes through one Trojan UDP ASSOCIATE
+// connection per association or source address (udp.go).
 package client
 
 import (
@@ -31,12 +33,19 @@ type Options struct {
 	InboundTimeout time.Duration
 	// IdleTimeout ends a relay with no traffic in either direction. Default 5m.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// UDPTimeout ends a UDP association or session with no datagram either way for this long
+	// (trojan-gfw's udp_timeout). Default 60s.
+	UDPTimeout time.Duration
+	Logger     *slog.Logger
+	// OnTunnelClosed, if set, is called when a TCP tunnel ends with the bytes sent towards the server
+	// (the first payload included) and received from it, for metrics.
+	OnTunnelClosed func(sent, received int64)
 }
 
 // Stats are counters for tests and metrics.
 type Stats struct {
 	Accepted, Active, Failed int64
+	UDP                      UDPStats
 }
 
 // Client serves one inbound listener.
@@ -48,13 +57,14 @@ type Client struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[net.Conn]bool // value: the connection has reached its relay; guarded by mu
+	lns      map[net.Listener]struct{} // every listener being served (SOCKS5, forward, nat)
+	conns    map[net.Conn]bool         // value: the connection has reached its relay; guarded by mu
 	closing  bool
 	wg       sync.WaitGroup
 	accepted atomic.Int64
 	active   atomic.Int64
 	failed   atomic.Int64
+	udp      udpState
 }
 
 // New checks opts and returns a Client.
@@ -71,27 +81,36 @@ func New(opts Options) (*Client, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 5 * time.Minute
 	}
+	if opts.UDPTimeout <= 0 {
+		opts.UDPTimeout = 60 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}, nil
+	c := &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}, lns: map[net.Listener]struct{}{}}
+	c.udp.init()
+	return c, nil
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
-	return Stats{Accepted: c.accepted.Load(), Active: c.active.Load(), Failed: c.failed.Load()}
+	return Stats{Accepted: c.accepted.Load(), Active: c.active.Load(), Failed: c.failed.Load(), UDP: c.udp.stats()}
 }
 
-// Serve accepts on ln until Shutdown or Close; it returns nil then.
-func (c *Client) Serve(ln net.Listener) error {
+// Serve accepts on ln until Shutdown or Close; it returns nil then. Each connection speaks SOCKS5
+// (CONNECT and UDP ASSOCIATE) or, when its first byte is not SOCKS5's version 5, HTTP proxy.
+func (c *Client) Serve(ln net.Listener) error { return c.acceptLoop(ln, c.handle) }
+
+// acceptLoop accepts on ln and runs handle for each connection in its own goroutine.
+func (c *Client) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		_ = ln.Close()
 		return nil
 	}
-	c.ln = ln
+	c.lns[ln] = struct{}{}
 	c.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -114,8 +133,17 @@ func (c *Client) Serve(ln net.Listener) error {
 			continue
 		}
 		c.accepted.Add(1)
-		go c.handle(conn)
+		go handle(conn)
 	}
+}
+
+// listeners returns the listeners being served; c.mu must be held.
+func (c *Client) listeners() []net.Listener {
+	lns := make([]net.Listener, 0, len(c.lns))
+	for ln := range c.lns {
+		lns = append(lns, ln)
+	}
+	return lns
 }
 
 // isTemporary reports accept errors worth retrying (EMFILE and friends).
@@ -163,16 +191,17 @@ func (c *Client) untrack(conn net.Conn) {
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.closing = true
-	ln := c.ln
+	lns := c.listeners()
 	for conn, relaying := range c.conns {
 		if !relaying {
 			_ = conn.Close()
 		}
 	}
 	c.mu.Unlock()
-	if ln != nil {
+	for _, ln := range lns {
 		_ = ln.Close()
 	}
+	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
 	done := make(chan struct{})
 	go func() { c.wg.Wait(); close(done) }()
 	select {
@@ -190,15 +219,16 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closing = true
-	ln := c.ln
+	lns := c.listeners()
 	for conn := range c.conns {
 		_ = conn.Close()
 	}
 	c.mu.Unlock()
 	c.cancel()
-	if ln != nil {
+	for _, ln := range lns {
 		_ = ln.Close()
 	}
+	c.udp.closeAll()
 	return nil
 }
 
@@ -215,14 +245,40 @@ func (c *Client) handle(app net.Conn) {
 
 	_ = app.SetDeadline(start.Add(c.opts.InboundTimeout))
 	br := bufio.NewReaderSize(app, 512)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.failed.Add(1)
+		log.Debug("inbound closed before a request", "err", err)
+		return
+	}
+	if first[0] != socks5Version {
+		c.handleHTTP(app, br, start, log)
+		return
+	}
 	req, err := inbound.ReadSocks5(br, app)
 	if err != nil {
 		c.failed.Add(1)
 		log.Debug("inbound rejected", "err", err)
 		return
 	}
+	if req.Cmd == inbound.CmdUDPAssociate {
+		c.socksUDP(app, br, req, log)
+		return
+	}
 	log = log.With("dest", req.Dest.String())
+	// Answer success before the upstream is ready (as trojan-gfw does) so the application speaks.
+	answer := func() error { return inbound.WriteSocks5Reply(app, inbound.RepSucceeded, netip.AddrPort{}) }
+	_ = c.tunnel(app, br, req.Dest, nil, answer, start, log)
+}
 
+// socks5Version is the first byte of every SOCKS5 greeting; anything else is taken for HTTP.
+const socks5Version = 0x05
+
+// tunnel opens a Trojan CONNECT to dest for app and relays until both sides are done. answer, when
+// set, tells the application to go ahead (it runs while the Trojan handshake is in flight). head,
+// when set, is sent first, in place of waiting for the application's first bytes. It returns an
+// error, already counted and logged, only when the tunnel could not be opened.
+func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head []byte, answer func() error, start time.Time, log *slog.Logger) error {
 	// Start the Trojan connection at once, in parallel with answering the application and
 	// reading its first bytes: the TLS handshake is the long pole.
 	dialCh := make(chan dialResult, 1)
@@ -231,35 +287,59 @@ func (c *Client) handle(app net.Conn) {
 		dialCh <- dialResult{conn, err}
 	}()
 
-	// Answer success before the upstream is ready (as trojan-gfw does) so the application speaks.
-	if err := inbound.WriteSocks5Reply(app, inbound.RepSucceeded, netip.AddrPort{}); err != nil {
-		c.failed.Add(1)
-		closeDial(dialCh)
-		log.Debug("socks5 reply", "err", err)
-		return
+	if answer != nil {
+		if err := answer(); err != nil {
+			c.failed.Add(1)
+			closeDial(dialCh)
+			log.Debug("inbound reply", "err", err)
+			return err
+		}
 	}
-	payload := c.firstPayload(br, app)
+	var payload []byte
+	if head != nil {
+		payload = append(head, c.buffered(br, outbound.MaxFirstPayload-len(head))...)
+	} else {
+		payload = c.firstPayload(br, app)
+	}
 
 	res := <-dialCh
 	if res.err != nil {
 		c.failed.Add(1)
 		log.Warn("connect via trojan server failed", "err", res.err)
-		return
+		return res.err
 	}
 	up := res.conn
 	defer up.Close()
-	if err := c.opts.Outbound.Request(up, trojan.CmdConnect, req.Dest, payload); err != nil {
+	// Count the tunnel as open before the request leaves: once the server may act on it, Shutdown
+	// lets it finish rather than cutting it.
+	if !c.markRelaying(app) {
+		return nil // Shutdown began while this tunnel was being set up
+	}
+	if err := c.opts.Outbound.Request(up, trojan.CmdConnect, dest, payload); err != nil {
 		c.failed.Add(1)
 		log.Warn("trojan request failed", "err", err)
-		return
+		return err
 	}
 	_ = app.SetDeadline(time.Time{})
-	if !c.markRelaying(app) {
-		return // Shutdown began while this tunnel was being set up
-	}
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
 	sent, received, err := relay.Pipe(&bufferedConn{Conn: app, r: br}, up, c.opts.IdleTimeout)
+	if c.opts.OnTunnelClosed != nil {
+		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
+	}
 	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// buffered returns up to max bytes the application already sent, without waiting for more.
+func (c *Client) buffered(br *bufio.Reader, max int) []byte {
+	n := min(br.Buffered(), max)
+	if n <= 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	out := append([]byte(nil), b...)
+	_, _ = br.Discard(n)
+	return out
 }
 
 // firstPayload waits up to FirstPayloadWait for the application's first bytes and returns what one

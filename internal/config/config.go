@@ -116,6 +116,10 @@ type Ext struct {
 	FirstPayloadWait Duration `json:"first_payload_wait"` // client: how long to wait for the app's first bytes
 	ShutdownTimeout  Duration `json:"shutdown_timeout"`   // graceful drain bound on SIGTERM
 	LogFormat        string   `json:"log_format"`         // "text" | "json"
+	Farm             Farm     `json:"farm"`               // server: TFO cookie keys shared across a farm (farm.go)
+	TFO              TFO      `json:"tfo"`                // TCP Fast Open per leg; default: tcp.fast_open (tfo.go)
+	MetricsListen    string   `json:"metrics_listen"`     // Prometheus /metrics on this host:port; empty: off
+	Users            Users    `json:"users"`              // server: user database, quotas, accounting (users.go)
 }
 
 // DefaultExt returns the defaults of the "fastrojan" object.
@@ -128,6 +132,8 @@ func DefaultExt() Ext {
 		FirstPayloadWait: Duration(DefaultFirstPayloadWait),
 		ShutdownTimeout:  Duration(DefaultShutdownTimeout),
 		LogFormat:        DefaultLogFormat,
+		Farm:             DefaultFarm(),
+		Users:            DefaultUsers(),
 	}
 }
 
@@ -253,6 +259,9 @@ func (c *Config) Redacted() *Config {
 	}
 	if r.MySQL.Password != "" {
 		r.MySQL.Password = "REDACTED"
+	}
+	if r.Fastrojan.Farm.Secret != "" {
+		r.Fastrojan.Farm.Secret = "REDACTED"
 	}
 	r.SSL.ALPN = append([]string(nil), c.SSL.ALPN...)
 	r.SSL.ALPNPortOverride = make(map[string]int, len(c.SSL.ALPNPortOverride))

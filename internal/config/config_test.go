@@ -105,6 +105,19 @@ var keyCases = []keyCase{
 	{"fastrojan.first_payload_wait", `"150ms"`, func(c *Config) any { return c.Fastrojan.FirstPayloadWait }, Duration(150 * time.Millisecond), `null`, "a duration"},
 	{"fastrojan.shutdown_timeout", `30`, func(c *Config) any { return c.Fastrojan.ShutdownTimeout }, Duration(30 * time.Second), `{}`, "a duration"},
 	{"fastrojan.log_format", `"json"`, func(c *Config) any { return c.Fastrojan.LogFormat }, "json", `1`, "a string"},
+	{"fastrojan.farm.secret", `"0123456789abcdef-farm"`, func(c *Config) any { return c.Fastrojan.Farm.Secret }, "0123456789abcdef-farm", `1`, "a string"},
+	{"fastrojan.farm.secret_file", `"/etc/farm.key"`, func(c *Config) any { return c.Fastrojan.Farm.SecretFile }, "/etc/farm.key", `[]`, "a string"},
+	{"fastrojan.farm.rotation", `"12h"`, func(c *Config) any { return c.Fastrojan.Farm.Rotation }, Duration(12 * time.Hour), `true`, "a duration"},
+	{"fastrojan.farm.skew", `5`, func(c *Config) any { return c.Fastrojan.Farm.Skew }, Duration(5 * time.Second), `"later"`, "a duration"},
+	{"fastrojan.tfo.client", `false`, func(c *Config) any { return c.Fastrojan.TFO.Client }, ptr(false), `"off"`, "a boolean"},
+	{"fastrojan.tfo.server_listen", `true`, func(c *Config) any { return c.Fastrojan.TFO.ServerListen }, ptr(true), `1`, "a boolean"},
+	{"fastrojan.tfo.server_dial", `false`, func(c *Config) any { return c.Fastrojan.TFO.ServerDial }, ptr(false), `[]`, "a boolean"},
+	{"fastrojan.metrics_listen", `"127.0.0.1:9100"`, func(c *Config) any { return c.Fastrojan.MetricsListen }, "127.0.0.1:9100", `9100`, "a string"},
+	{"fastrojan.users.sqlite", `"/var/lib/fastrojan/users.db"`, func(c *Config) any { return c.Fastrojan.Users.SQLite }, "/var/lib/fastrojan/users.db", `1`, "a string"},
+	{"fastrojan.users.refresh", `"3s"`, func(c *Config) any { return c.Fastrojan.Users.Refresh }, Duration(3 * time.Second), `true`, "a duration"},
+	{"fastrojan.users.flush", `30`, func(c *Config) any { return c.Fastrojan.Users.Flush }, Duration(30 * time.Second), `"often"`, "a duration"},
+	{"fastrojan.users.journal", `"/var/lib/fastrojan/journal"`, func(c *Config) any { return c.Fastrojan.Users.Journal }, "/var/lib/fastrojan/journal", `[]`, "a string"},
+	{"fastrojan.users.per_user_metrics", `true`, func(c *Config) any { return c.Fastrojan.Users.PerUserMetrics }, true, `"yes"`, "a boolean"},
 }
 
 // TestEveryKnownKeyIsCovered fails when a key is added to the structs without a row in keyCases.
@@ -386,9 +399,12 @@ func TestRedacted(t *testing.T) {
 	c.Password = []string{"secret1"}
 	c.SSL.KeyPassword = "secret2"
 	c.MySQL.Password = "secret3"
+	c.Fastrojan.Farm.Secret = "secret4-farm-key-material"
 	b, _ := json.Marshal(c.Redacted())
-	if bytes.Contains(b, []byte("secret")) {
-		t.Errorf("Redacted leaks a password: %s", b)
+	for _, leak := range []string{"secret1", "secret2", "secret3", "secret4"} {
+		if bytes.Contains(b, []byte(leak)) {
+			t.Errorf("Redacted leaks %s: %s", leak, b)
+		}
 	}
 	if c.Password[0] != "secret1" || c.SSL.KeyPassword != "secret2" {
 		t.Error("Redacted modified the original")
@@ -438,8 +454,9 @@ func TestValidate(t *testing.T) {
 		{"no password", server, func(c *Config) { c.Password = nil }, "$.password: a server needs at least one password"},
 		{"client no password", client, func(c *Config) { c.Password = nil }, "$.password: a client needs a password"},
 		{"empty password", server, func(c *Config) { c.Password = []string{"a", ""} }, "$.password[1]: empty password"},
-		{"nat", client, func(c *Config) { c.RunType = "nat" }, `$.run_type: "nat" is not supported yet`},
-		{"forward", client, func(c *Config) { c.RunType = "forward"; c.TargetAddr, c.TargetPort = "x", 1 }, `$.run_type: "forward" is not supported yet`},
+		{"nat without server", client, func(c *Config) { c.RunType = "nat"; c.RemoteAddr = "" }, "$.remote_addr: set the Trojan server's address"},
+		{"forward without target", client, func(c *Config) { c.RunType = "forward" }, "$.target_addr: forward mode needs target_addr"},
+		{"forward without target port", client, func(c *Config) { c.RunType = "forward"; c.TargetAddr = "x" }, "$.target_port: forward mode's target port must be a port number"},
 		{"bad run type", client, func(c *Config) { c.RunType = "relay" }, `$.run_type: unknown run type "relay"`},
 		{"port 0", server, func(c *Config) { c.LocalPort = 0 }, "$.local_port: the port to listen on must be a port number 1..65535, got 0"},
 		{"port too big", client, func(c *Config) { c.RemotePort = 70000 }, "$.remote_port: the Trojan server's port must be a port number 1..65535, got 70000"},
@@ -509,7 +526,7 @@ func TestParseAndLoad(t *testing.T) {
 	// Validation errors from Load name the file.
 	bad := writeFile(t, dir, "bad.json", `{"run_type":"nat"}`)
 	_, err = Load(bad)
-	if err == nil || !strings.Contains(err.Error(), bad+`: $.run_type: "nat" is not supported yet`) {
+	if err == nil || !strings.Contains(err.Error(), bad+`: $.local_addr: set the address to listen on`) {
 		t.Errorf("Load(nat) = %v", err)
 	}
 	// Parse from bytes reports with the given name and leaves Path empty.
@@ -558,13 +575,9 @@ func TestTrojanShippedConfigs(t *testing.T) {
 
 			err = c.Validate()
 			switch c.RunType {
-			case RunClient:
+			case RunClient, RunForward, RunNAT:
 				if err != nil {
 					t.Errorf("Validate: %v", err)
-				}
-			case RunForward, RunNAT:
-				if err == nil || !strings.Contains(err.Error(), "is not supported yet") {
-					t.Errorf("Validate = %v, want not supported yet", err)
 				}
 			case RunServer:
 				// The shipped server config points at /path/to/...; with real files it must validate.

@@ -108,6 +108,17 @@ func (d *decoder) value(raw json.RawMessage, path string, v reflect.Value) error
 		return nil
 	}
 	switch v.Kind() {
+	case reflect.Pointer: // an optional setting: null or absent leaves it nil (its default)
+		if string(raw) == "null" {
+			v.SetZero()
+			return nil
+		}
+		p := reflect.New(v.Type().Elem())
+		if err := d.value(raw, path, p.Elem()); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
 	case reflect.Struct:
 		return d.object(raw, path, v)
 	case reflect.Bool:

@@ -57,11 +57,9 @@ func (v *validator) readable(path, file, what string) {
 
 func (v *validator) config(c *Config) {
 	switch c.RunType {
-	case RunServer, RunClient:
-	case RunForward, RunNAT:
-		v.add("$.run_type", "%q is not supported yet; use \"server\" or \"client\"", c.RunType)
+	case RunServer, RunClient, RunForward, RunNAT:
 	default:
-		v.add("$.run_type", "unknown run type %q; use \"server\" or \"client\"", c.RunType)
+		v.add("$.run_type", "unknown run type %q; use \"server\", \"client\", \"forward\" or \"nat\"", c.RunType)
 	}
 	server := c.RunType == RunServer
 
@@ -80,8 +78,8 @@ func (v *validator) config(c *Config) {
 	}
 
 	switch {
-	case len(c.Password) == 0 && server && !c.MySQL.Enabled:
-		v.add("$.password", "a server needs at least one password (or mysql.enabled with a user table)")
+	case len(c.Password) == 0 && server && !c.UserDatabase():
+		v.add("$.password", "a server needs at least one password (or a user table: mysql.enabled or fastrojan.users.sqlite)")
 	case len(c.Password) == 0 && !server:
 		v.add("$.password", "a client needs a password (the first one is used)")
 	}
@@ -105,6 +103,9 @@ func (v *validator) config(c *Config) {
 		v.mysql(&c.MySQL, server)
 	}
 	v.ext(&c.Fastrojan)
+	v.farm(&c.Fastrojan.Farm, server)
+	v.tfo(c)
+	v.users(c)
 }
 
 func (v *validator) ssl(s *SSL, server bool) {

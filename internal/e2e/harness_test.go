@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/netlab"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
@@ -26,6 +27,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	_, _ = netlab.SweepStale() // namespaces a killed earlier run of the lab tests left behind
 	dir, err := os.MkdirTemp("", "fastrojan-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,6 +1,7 @@
 // Package inbound accepts application connections on the client side and turns them into a
-// destination plus the application's connection: SOCKS5 today; HTTP proxy, forward and transparent
-// modes come with their own issue.
+// destination plus the application's connection: SOCKS5 (CONNECT and UDP ASSOCIATE, with the UDP
+// datagram header), HTTP proxy (CONNECT and absolute-URI requests), and on Linux the original
+// destination of redirected TCP connections and TPROXY'd UDP datagrams (nat mode).
 //
 // The SOCKS5 server is written here rather than taken from a library: the libraries reachable from
 // this project's module proxy are either unavailable or do not let the caller reply before dialing,
@@ -91,7 +92,8 @@ func ReadSocks5(r *bufio.Reader, w io.Writer) (Socks5Request, error) {
 	}
 	req.Dest = addr
 	switch req.Cmd {
-	case CmdConnect:
+	case CmdConnect, CmdUDPAssociate:
+		// UDP ASSOCIATE: Dest is where the application will send datagrams from (often 0.0.0.0:0).
 	default:
 		_ = WriteSocks5Reply(w, RepCommandNotSupported, netip.AddrPort{})
 		return req, fmt.Errorf("socks5: command %#x not supported", req.Cmd)

@@ -187,9 +187,12 @@ func (p *pipe) handle(pkt []byte, rng *rand.Rand, steer bool) {
 	if !ok {
 		d.malformed.Add(1)
 	} else {
-		if faults.dropSYNData.Load() && pi.isSYNWithData() {
-			d.synDataDrop.Add(1)
-			return
+		if pi.isSYNWithData() {
+			if faults.dropSYNData.Load() {
+				d.synDataDrop.Add(1)
+				return
+			}
+			d.countSYNData(pi.payloadLen)
 		}
 		if faults.stripTFO.Load() && stripTFO(pkt, &pi) {
 			d.tfoStripped.Add(1)

@@ -120,6 +120,9 @@ func (l *Lab) AddHost(name string, opts HostOptions) (*Host, error) {
 // namespace: the work happens on a locked thread that returns to its
 // namespace, or dies with it if it cannot.
 func createNamedNS(name string) (int, error) {
+	if err := ensureNetnsDir(); err != nil {
+		return -1, err
+	}
 	type result struct {
 		fd  int
 		err error
@@ -154,6 +157,27 @@ func createNamedNS(name string) (int, error) {
 	}()
 	r := <-res
 	return r.fd, r.err
+}
+
+// ensureNetnsDir makes /run/netns a shared mount point of its own, as iproute2's `ip netns add` does.
+// Without it, a namespace bound here first and an `ip netns add` afterwards (which bind-mounts the
+// directory over itself) leave our binding underneath the new mount: it can then be neither
+// unmounted nor removed through the path.
+func ensureNetnsDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return fmt.Errorf("netlab: %w", err)
+	}
+	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("netlab: bind-mount %s: %w", netnsDir, err)
+		}
+		err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("netlab: make %s a shared mount: %w", netnsDir, err)
+	}
+	return nil
 }
 
 func removeNamedNS(name string) error {

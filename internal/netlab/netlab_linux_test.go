@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -836,4 +837,36 @@ func processAlive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestLabCoexistsWithIPNetnsAdd: a lab whose namespaces exist before someone runs `ip netns add`
+// (which turns /run/netns into a mount of its own) still tears down completely. Before the lab made
+// /run/netns a shared mount point itself, its bindings ended up underneath iproute2's mount, where they
+// could be neither unmounted nor removed. (On a machine where /run/netns is already a mount point this
+// passes either way; it guards fresh machines such as CI's.)
+func TestLabCoexistsWithIPNetnsAdd(t *testing.T) {
+	if reason := unavailable(); reason != "" {
+		t.Skipf("netlab: %s", reason)
+	}
+	l, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := l.AddHost("cover", HostOptions{})
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	other := fmt.Sprintf("frtest-%d-cover", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", other).CombinedOutput(); err != nil {
+		l.Close()
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", other).Run()
+	if err := l.Close(); err != nil {
+		t.Fatalf("close after ip netns add: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/run/netns", h.Namespace())); !os.IsNotExist(err) {
+		t.Fatalf("namespace file %s still there after Close: %v", h.Namespace(), err)
+	}
 }

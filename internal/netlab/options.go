@@ -136,6 +136,22 @@ type Direction struct {
 	tfoStripped atomic.Uint64
 	blackholed  atomic.Uint64
 	malformed   atomic.Uint64
+
+	synData      atomic.Uint64 // SYNs (and SYN-ACKs) with payload that passed the faults
+	synDataBytes atomic.Uint64 // their payload bytes
+	synDataMax   atomic.Uint64 // the largest payload among them
+}
+
+// countSYNData records a SYN carrying n payload bytes (what a TFO client puts in it).
+func (d *Direction) countSYNData(n int) {
+	d.synData.Add(1)
+	d.synDataBytes.Add(uint64(n))
+	for {
+		cur := d.synDataMax.Load()
+		if uint64(n) <= cur || d.synDataMax.CompareAndSwap(cur, uint64(n)) {
+			return
+		}
+	}
 }
 
 func (d *Direction) apply(o LinkOptions) {
@@ -181,6 +197,13 @@ type DirectionStats struct {
 	TFOStripped uint64 // forwarded with the TFO option removed
 	Blackholed  uint64 // dropped by Faults.Blackhole
 	Malformed   uint64 // not an IP packet (forwarded anyway unless blackholed)
+
+	// SYNs (and SYN-ACKs) carrying payload that the faults let through (they may still be lost),
+	// their payload bytes in total and the largest payload: with TFO, SYNDataBytes equals the
+	// first writes that rode in SYNs.
+	SYNData         uint64
+	SYNDataBytes    uint64
+	SYNDataMaxBytes uint64
 }
 
 // Stats returns the direction's counters.
@@ -193,6 +216,10 @@ func (d *Direction) Stats() DirectionStats {
 		TFOStripped: d.tfoStripped.Load(),
 		Blackholed:  d.blackholed.Load(),
 		Malformed:   d.malformed.Load(),
+
+		SYNData:         d.synData.Load(),
+		SYNDataBytes:    d.synDataBytes.Load(),
+		SYNDataMaxBytes: d.synDataMax.Load(),
 	}
 }
 

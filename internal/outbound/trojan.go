@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/trojan"
@@ -20,8 +21,13 @@ type Trojan struct {
 	TLS              *tls.Config
 	Hash             trojan.Hash
 	HandshakeTimeout time.Duration // bounds TCP connect plus TLS handshake; default 10s
-	// Dial opens the TCP connection; nil means a net.Dialer. The TFO issue plugs its dialer in here.
+	// Dial opens the TCP connection; nil means a net.Dialer. A tfo.Dialer's DialContext makes the
+	// ClientHello ride in the SYN; the connect then completes during the handshake, so
+	// HandshakeTimeout is the connect timeout and refused or unreachable servers fail the handshake.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Observe, if set, is called after every handshake attempt (from the goroutine that called
+	// Handshake) with its duration, TFO outcome and ClientHello size.
+	Observe func(HandshakeInfo)
 }
 
 // MaxFirstPayload is how many bytes of application data may ride with the header: header plus
@@ -41,19 +47,38 @@ func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 		d := &net.Dialer{}
 		dial = d.DialContext
 	}
+	start := time.Now()
 	raw, err := dial(ctx, "tcp", t.Server)
 	if err != nil {
-		return nil, fmt.Errorf("dial trojan server %s: %w", t.Server, err)
+		err = fmt.Errorf("dial trojan server %s: %w", t.Server, err)
+		t.observe(start, nil, nil, err)
+		return nil, err
 	}
-	conn := tls.Client(raw, t.TLS)
+	fw := &firstWrite{Conn: raw}
+	conn := tls.Client(fw, t.TLS)
 	if err := conn.HandshakeContext(ctx); err != nil {
-		_ = raw.Close()
-		if errors.Is(err, context.DeadlineExceeded) {
+		defer raw.Close() // after observe has read TCP_INFO
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			err = fmt.Errorf("no TLS handshake within %s: %w", timeout, err)
+		case connectFailed(err):
+			// With TCP Fast Open the connect completes during the handshake.
+			err = fmt.Errorf("connect to trojan server %s: %w", t.Server, err)
+			t.observe(start, fw, nil, err)
+			return nil, err
 		}
-		return nil, fmt.Errorf("tls handshake with %s: %w", t.Server, err)
+		err = fmt.Errorf("tls handshake with %s: %w", t.Server, err)
+		t.observe(start, fw, nil, err)
+		return nil, err
 	}
+	t.observe(start, fw, conn, nil)
 	return conn, nil
+}
+
+// connectFailed reports errors that mean the TCP connection itself failed.
+func connectFailed(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ETIMEDOUT)
 }
 
 // Request writes the Trojan header for cmd and dest followed by payload, as one write.

@@ -2,9 +2,11 @@
 // passes a half-close from one side to the other, and ends a connection nobody uses any more.
 //
 // The loop is deliberately plain. Each direction reads a chunk into a pooled buffer and writes it out;
-// the one place where a chunk has been moved (see copyChunks) is where byte accounting hooks in. When
-// both ends are *net.TCPConn the direction uses (*net.TCPConn).ReadFrom instead, so Linux splices the
-// bytes in the kernel; counts then arrive per deadline window rather than per chunk.
+// the one place where a chunk has been moved (see copyChunks) is where byte accounting hooks in:
+// PipeOpts adds each chunk to caller-supplied counters (per-user accounting, quotas). When both ends
+// are *net.TCPConn the direction uses (*net.TCPConn).ReadFrom instead, so Linux splices the bytes in
+// the kernel; counts then arrive per deadline window (at most CountWindow with counters) rather than
+// per chunk.
 package relay
 
 import (
@@ -79,9 +81,9 @@ func run(p *pipe) (aToB, bToA int64, err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.copyHalf("b→a", a, b, &bToA)
+		p.copyHalf("b→a", a, b, &bToA, p.countBToA)
 	}()
-	p.copyHalf("a→b", b, a, &aToB)
+	p.copyHalf("a→b", b, a, &aToB, p.countAToB)
 	wg.Wait()
 	p.mu.Lock()
 	if p.grace != nil {
@@ -98,6 +100,8 @@ type pipe struct {
 	grace  *time.Timer  // started by the leader's EOF; guarded by mu
 	last   atomic.Int64 // time.Now().UnixNano() of the last chunk moved, either way
 	done   atomic.Bool  // set once by stop; both directions then return
+
+	countAToB, countBToA *atomic.Int64 // optional running counters (PipeOpts)
 
 	mu  sync.Mutex
 	err error // the first error that stopped the pipe, if any
@@ -122,8 +126,8 @@ func (p *pipe) stop(err error) {
 }
 
 // copyHalf runs one direction to its end and then either half-closes dst or stops the pipe.
-func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64) {
-	err := p.copy(dst, src, n)
+func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64, count *atomic.Int64) {
+	err := p.copy(dst, src, n, count)
 	switch {
 	case err == nil: // src said EOF
 		cwErr := closeWrite(dst)
@@ -146,17 +150,17 @@ func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64) {
 	}
 }
 
-func (p *pipe) copy(dst, src net.Conn, n *int64) error {
+func (p *pipe) copy(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 	if d, ok := dst.(*net.TCPConn); ok {
 		if s, ok := src.(*net.TCPConn); ok {
-			return p.splice(d, s, n)
+			return p.splice(d, s, n, count)
 		}
 	}
-	return p.copyChunks(dst, src, n)
+	return p.copyChunks(dst, src, n, count)
 }
 
 // copyChunks is the general loop: read a chunk, count it, write it.
-func (p *pipe) copyChunks(dst, src net.Conn, n *int64) error {
+func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -169,6 +173,9 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64) error {
 			}
 			nw, werr := dst.Write(buf[:nr])
 			*n += int64(nw) // the per-chunk accounting point
+			if count != nil {
+				count.Add(int64(nw))
+			}
 			if werr != nil {
 				return p.writeErr(werr)
 			}
@@ -195,14 +202,18 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64) error {
 // deadline is cut into windows of at most idle/2, so that a direction busy in the kernel still shows
 // activity to the other one often enough. A timed-out write is always final: a splice interrupted
 // while writing drops what it held in its pipe, so it must not be resumed.
-func (p *pipe) splice(dst, src *net.TCPConn, n *int64) error {
+func (p *pipe) splice(dst, src *net.TCPConn, n *int64, count *atomic.Int64) error {
+	window := p.idle / 2
+	if count != nil {
+		window = min(window, CountWindow)
+	}
 	for {
 		var wd time.Time
 		if p.idle > 0 {
 			now := time.Now()
 			wd = now.Add(p.idle)
 			rd := time.Unix(0, p.last.Load()).Add(p.idle)
-			if w := now.Add(p.idle / 2); w.Before(rd) {
+			if w := now.Add(window); w.Before(rd) {
 				rd = w
 			}
 			_ = dst.SetWriteDeadline(wd)
@@ -213,6 +224,9 @@ func (p *pipe) splice(dst, src *net.TCPConn, n *int64) error {
 		}
 		m, err := dst.ReadFrom(src)
 		*n += m
+		if count != nil {
+			count.Add(m)
+		}
 		if m > 0 {
 			p.touch()
 		}

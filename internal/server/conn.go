@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/relay"
+	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/trojan"
+	"github.com/fastrojan/fastrojan/internal/users"
 )
 
 // recordTypeHandshake is the first byte of every TLS ClientHello record.
@@ -60,7 +62,6 @@ const (
 	outNoBytes      = "closed_before_data"
 	outTLSFailed    = "tls_handshake_failed"
 	outReadFailed   = "request_read_failed"
-	outUDP          = "udp_associate_unsupported"
 	outDialFailed   = "dial_failed"
 	outNoFallback   = "fallback_unavailable"
 	outFallbackDown = "fallback_dial_failed"
@@ -75,6 +76,8 @@ type connLog struct {
 	up      int64 // bytes from the client
 	down    int64 // bytes to the client
 	err     error
+	connTFO
+	sess *users.Session // accounting of an authenticated user; nil-safe, nil when not counted
 }
 
 func (s *Server) handle(c net.Conn) {
@@ -88,7 +91,9 @@ func (s *Server) handle(c net.Conn) {
 		s.handlers.Done()
 	}()
 	var l connLog
+	l.tfoAccept = tfo.ServerOutcome(c)
 	s.serveConn(c, &l)
+	s.report(c, &l, start)
 	if !s.log.Enabled(s.ctx, slog.LevelDebug) {
 		return
 	}
@@ -107,6 +112,7 @@ func (s *Server) handle(c net.Conn) {
 	}
 	attrs = append(attrs, slog.Int64("up", l.up), slog.Int64("down", l.down),
 		slog.Duration("duration", time.Since(start).Round(time.Millisecond)))
+	attrs = l.attrs(attrs)
 	if l.err != nil {
 		attrs = append(attrs, slog.String("err", l.err.Error()))
 	}
@@ -128,11 +134,13 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 
 	tc := tls.Server(&replayConn{Conn: c, pending: first[:]}, s.opts.TLSConfig)
 	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
+	hsStart := time.Now()
 	if err := tc.Handshake(); err != nil {
 		s.tlsFailures.Add(1)
 		l.outcome, l.err = outTLSFailed, err
 		return
 	}
+	l.handshake = time.Since(hsStart)
 	_ = c.SetDeadline(time.Time{})
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.RequestTimeout))
 
@@ -146,10 +154,18 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		v := classify(buf[:n], s.opts.Users)
 		switch v.kind {
 		case verdictConnect:
+			sess, ok := s.beginSession(c, v.user)
+			if !ok { // deleted or over quota since the lookup: as an unknown password
+				l.reason = "unknown password"
+				s.fallback(tc, buf[:n], rb, l)
+				return
+			}
+			defer sess.End()
+			l.sess = sess
 			l.user, l.dest = v.user.Name, v.req.Dest.String()
 			s.authenticated.Add(1)
-			if v.req.Cmd != trojan.CmdConnect {
-				l.outcome = outUDP
+			if v.req.Cmd == trojan.CmdUDPAssociate {
+				s.udpAssociate(tc, buf[v.hdrLen:n], rb, l)
 				return
 			}
 			s.connect(tc, v.req, buf[v.hdrLen:n], rb, l)
@@ -181,25 +197,31 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 // rb, which holds payload, is released once payload is written.
 func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb *requestBuf, l *connLog) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
-	target, err := s.opts.Dial(ctx, "tcp", req.Dest.String())
+	dial := s.opts.Dial
+	if len(payload) > 0 && s.opts.DialFirst != nil {
+		dial = s.opts.DialFirst // the payload, written next, rides in the SYN
+	}
+	target, err := dial(ctx, "tcp", req.Dest.String())
 	cancel()
 	if err != nil {
 		l.outcome, l.err = outDialFailed, fmt.Errorf("dial %s: %w", req.Dest, err)
 		return
 	}
 	defer target.Close()
+	defer l.dialOutcome(target) // before Close: TCP_INFO needs the socket
 	l.outcome = outConnect
 	if len(payload) > 0 {
 		_ = target.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
 		n, err := target.Write(payload)
 		l.up += int64(n)
+		addCount(l.sess.Up(), n)
 		if err != nil {
 			l.err = fmt.Errorf("write first payload to %s: %w", req.Dest, err)
 			return
 		}
 	}
 	rb.release()
-	up, down, err := relay.Pipe(client, target, s.opts.IdleTimeout)
+	up, down, err := relay.PipeOpts(client, target, relay.Options{Idle: s.opts.IdleTimeout, AToB: l.sess.Up(), BToA: l.sess.Down()})
 	l.up += up
 	l.down += down
 	l.err = err

@@ -126,7 +126,8 @@ func TestConnectDialFailureAndUDP(t *testing.T) {
 		hdr  []byte
 	}{
 		{"refused", header(t, testPassword, trojan.CmdConnect, closed)},
-		{"udp", header(t, testPassword, trojan.CmdUDPAssociate, "127.0.0.1:53")},
+		// UDP ASSOCIATE is served; a malformed first frame ends it without a fallback.
+		{"udp", append(header(t, testPassword, trojan.CmdUDPAssociate, "127.0.0.1:53"), 9, 0, 0, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := dialTLS(t, srv.addr)

@@ -44,12 +44,23 @@ type Options struct {
 	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
 	IdleTimeout      time.Duration // a relay with no traffic either way for this long ends; default 5m
 	DialTimeout      time.Duration // connecting to a target or the fallback; default 10s
+	// UDPTimeout ends a UDP association with no datagram either way for this long (trojan-gfw's
+	// udp_timeout); default DefaultUDPTimeout.
+	UDPTimeout time.Duration
+	// Resolver looks up domain destinations of UDP datagrams. Default net.DefaultResolver.
+	Resolver *net.Resolver
 	// MaxConns bounds the connections handled at once (default 4096). Beyond it the server stops
 	// accepting and new connections wait in the kernel's listen backlog.
 	MaxConns int
 	// Dial connects to targets and to the fallback. Default: a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger // default slog.Default()
+	// OnConn, if set, is called once per finished connection (from its handler goroutine), for metrics.
+	OnConn func(ConnInfo)
+	// DialFirst, if set, connects to targets for which the client sent a first payload, which is
+	// written right after: a TCP Fast Open dialer (tfo.Dialer) puts it in the SYN. Targets without a
+	// first payload use Dial, since a TFO connect would wait for a first write that never comes.
+	DialFirst func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Stats are counters since New. Active is a gauge.
@@ -60,6 +71,19 @@ type Stats struct {
 	Fallbacks     int64 // connections relayed to the fallback
 	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
 	TLSFailures   int64 // TLS handshakes that failed or timed out
+	UDP           UDPStats
+}
+
+// UDPStats count UDP ASSOCIATE traffic. Payload bytes only (no framing).
+type UDPStats struct {
+	Associations  int64 // UDP associations started
+	Active        int64 // associations open now
+	DatagramsUp   int64 // datagrams from clients with a usable destination (a failed send also counts as Dropped)
+	BytesUp       int64
+	DatagramsDown int64 // datagrams from targets, framed to clients
+	BytesDown     int64
+	Dropped       int64 // datagrams too large, unresolvable or unsendable
+	BadFrames     int64 // associations ended by a malformed frame
 }
 
 // Server is a Trojan server. Create it with New; run it with Serve; stop it with Shutdown or Close.
@@ -79,6 +103,7 @@ type Server struct {
 	handlers  sync.WaitGroup        // one per entry in conns
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
+	udp                                                                udpStats
 }
 
 // New checks opts, fills in defaults and returns a Server that is not serving yet.
@@ -103,6 +128,13 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&opts.DialTimeout, DefaultDialTimeout)
+	if opts.UDPTimeout < 0 {
+		return nil, fmt.Errorf("server: negative UDPTimeout %v", opts.UDPTimeout)
+	}
+	setDefault(&opts.UDPTimeout, DefaultUDPTimeout)
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
 	if opts.MaxConns < 0 {
 		return nil, fmt.Errorf("server: negative MaxConns %d", opts.MaxConns)
 	}
@@ -145,6 +177,16 @@ func (s *Server) Stats() Stats {
 		Fallbacks:     s.fallbacks.Load(),
 		PlainHTTP:     s.plainHTTP.Load(),
 		TLSFailures:   s.tlsFailures.Load(),
+		UDP: UDPStats{
+			Associations:  s.udp.associations.Load(),
+			Active:        s.udp.active.Load(),
+			DatagramsUp:   s.udp.datagramsUp.Load(),
+			BytesUp:       s.udp.bytesUp.Load(),
+			DatagramsDown: s.udp.datagramsDown.Load(),
+			BytesDown:     s.udp.bytesDn.Load(),
+			Dropped:       s.udp.dropped.Load(),
+			BadFrames:     s.udp.badFrames.Load(),
+		},
 	}
 }
 

@@ -144,9 +144,9 @@ func sameTLS13Suites(s string) bool {
 	return slices.Equal(want, slices.Compact(got))
 }
 
-// CurvePreferences is the key-exchange policy: the groups to offer and accept, in order. nil means Go's
-// defaults. This is the single place that decides the key shares in the ClientHello (and so whether it
-// fits in a TFO SYN, DESIGN.md 3.4); it currently maps ssl.curves and falls back to Go's defaults.
+// CurvePreferences is the key-exchange policy: the groups to offer and accept, in order, from
+// ssl.curves. nil means Go's defaults. A client that dials with TCP Fast Open uses
+// CurvePreferencesFor instead, which picks key shares that fit in the SYN (DESIGN.md 3.4).
 func CurvePreferences(ssl config.SSL) []tls.CurveID {
 	if strings.TrimSpace(ssl.Curves) == "" {
 		return nil

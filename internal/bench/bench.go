@@ -1,0 +1,280 @@
+// Package bench measures what TCP Fast Open buys through a Trojan endpoint: time to first byte of
+// an HTTP response over new connections, with TFO and without, interleaved (A B A B) after a
+// warm-up that caches the cookie, so that drift in the network or the machine hits both modes
+// alike. Every connection records the TFO outcome the kernel reports and the kernel's RTT
+// estimate, so the saving is given in milliseconds and in round trips.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/doctor"
+	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/trojan"
+)
+
+// Modes.
+const (
+	ModeTFO   = "tfo"
+	ModePlain = "plain"
+)
+
+// DialFunc opens a TCP connection.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options describe one run.
+type Options struct {
+	Server string      // the Trojan server, host:port
+	TLS    *tls.Config // the client's TLS config (the same for both modes)
+	Hash   trojan.Hash
+	URL    string // http:// URL fetched through the server
+
+	// DialTFO and DialPlain open the TCP connection to the server in each mode. Nil means a
+	// tfo.Dialer and a net.Dialer.
+	DialTFO, DialPlain DialFunc
+	// Do runs fn where the connections live (a netlab host's Do), to read the kernel's view of
+	// them; nil runs fn directly.
+	Do func(fn func() error) error
+
+	N               int           // measured connections per mode; default 200
+	Warmup          int           // unmeasured connections per mode first; default 2
+	Concurrency     int           // connections in flight at once; default 1
+	RequestsPerConn int           // HTTP requests per connection (keep-alive); default 1
+	Timeout         time.Duration // bound of one connection; default 10s
+
+	// Progress, if set, is called after each measured connection with the count done and the
+	// total. Calls come from one goroutine at a time.
+	Progress func(done, total int)
+}
+
+func (o *Options) defaults() error {
+	if o.Server == "" || o.TLS == nil || o.URL == "" {
+		return errors.New("bench: Server, TLS and URL are required")
+	}
+	if o.N <= 0 {
+		o.N = 200
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	} else if o.Warmup == 0 {
+		o.Warmup = 2
+	}
+	o.Concurrency = max(o.Concurrency, 1)
+	o.RequestsPerConn = max(o.RequestsPerConn, 1)
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.DialTFO == nil {
+		d := &tfo.Dialer{}
+		o.DialTFO = d.DialContext
+	}
+	if o.DialPlain == nil {
+		d := &net.Dialer{}
+		o.DialPlain = d.DialContext
+	}
+	if o.Do == nil {
+		o.Do = func(fn func() error) error { return fn() }
+	}
+	return nil
+}
+
+// Sample is one measured connection.
+type Sample struct {
+	Mode    string        `json:"mode"`
+	Seq     int           `json:"seq"` // order in which the connection started
+	OK      bool          `json:"ok"`
+	Err     string        `json:"error,omitempty"`
+	Outcome string        `json:"outcome"`            // TFO outcome of the connection to the server
+	TTFB    time.Duration `json:"ttfb_ns"`            // dial start to the first byte of the (first) response
+	Total   time.Duration `json:"total_ns"`           // dial start to the last byte of the last response
+	RTT     time.Duration `json:"rtt_ns"`             // the kernel's tcpi_rtt for the connection
+	Hello   int           `json:"client_hello_bytes"` // size of the first write (the TLS ClientHello)
+}
+
+// target is the parsed URL: what the server connects to and what is sent.
+type target struct {
+	dest trojan.Addr
+	host string
+	path string
+}
+
+func parseTarget(raw string) (target, error) {
+	req, err := http.NewRequest(http.MethodGet, raw, nil)
+	if err != nil {
+		return target{}, fmt.Errorf("bench URL: %w", err)
+	}
+	if req.URL.Scheme != "http" {
+		return target{}, fmt.Errorf("bench URL %q: only http:// URLs (the TLS that matters is the tunnel's)", raw)
+	}
+	port := req.URL.Port()
+	if port == "" {
+		port = "80"
+	}
+	dest, err := trojan.ParseAddrString(net.JoinHostPort(req.URL.Hostname(), port))
+	if err != nil {
+		return target{}, fmt.Errorf("bench URL %q: %w", raw, err)
+	}
+	return target{dest: dest, host: req.URL.Host, path: req.URL.RequestURI()}, nil
+}
+
+func (t target) request(last bool) []byte {
+	conn := "keep-alive"
+	if last {
+		conn = "close"
+	}
+	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fastrojan-bench\r\nAccept: */*\r\nConnection: %s\r\n\r\n", t.path, t.host, conn)
+}
+
+// Run measures. It stops early, returning what it has with ctx's error, when ctx ends.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	tgt, err := parseTarget(opts.URL)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{opts: opts, tgt: tgt}
+	// Warm-up: TFO first, so the cookie is cached before anything is measured.
+	for i := 0; i < opts.Warmup; i++ {
+		for _, m := range []string{ModeTFO, ModePlain} {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			r.one(ctx, m, -1)
+		}
+	}
+	jobs := make(chan job)
+	results := make(chan Sample)
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		wg.Add(1)
+		go func() { // owned by Run: ends when jobs closes
+			defer wg.Done()
+			for j := range jobs {
+				results <- r.one(ctx, j.mode, j.seq)
+			}
+		}()
+	}
+	go func() { // owned by Run: feeds the workers A B A B, closes jobs, then results
+		defer close(results)
+		defer wg.Wait()
+		defer close(jobs)
+		for i := 0; i < 2*opts.N; i++ {
+			m := ModeTFO
+			if i%2 == 1 {
+				m = ModePlain
+			}
+			select {
+			case jobs <- job{mode: m, seq: i}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	var samples []Sample
+	for s := range results {
+		samples = append(samples, s)
+		if opts.Progress != nil {
+			opts.Progress(len(samples), 2*opts.N)
+		}
+	}
+	rep := newReport(opts, samples, time.Since(start))
+	return rep, ctx.Err()
+}
+
+type job struct {
+	mode string
+	seq  int
+}
+
+type runner struct {
+	opts Options
+	tgt  target
+}
+
+// one makes one connection through the server in mode and measures it.
+func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
+	s := Sample{Mode: mode, Seq: seq}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	dial := r.opts.DialPlain
+	if mode == ModeTFO {
+		dial = r.opts.DialTFO
+	}
+	var raw net.Conn
+	recDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		raw = c
+		return c, nil
+	}
+	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout, Dial: recDial,
+		Observe: func(hi outbound.HandshakeInfo) { s.Hello = hi.HelloBytes }}
+	start := time.Now()
+	n := r.opts.RequestsPerConn
+	conn, err := ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
+	if raw != nil {
+		defer raw.Close()
+		_ = r.opts.Do(func() error { s.Outcome = tfo.ClientOutcome(raw).String(); return nil })
+		s.RTT, _ = doctor.KernelRTT(raw)
+	}
+	if err != nil {
+		s.Err = err.Error()
+		return s
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	br := bufio.NewReader(conn)
+	for i := range n {
+		if i > 0 {
+			if _, err := conn.Write(r.tgt.request(i == n-1)); err != nil {
+				s.Err = fmt.Sprintf("request %d: %v", i+1, err)
+				return s
+			}
+		}
+		if _, err := br.Peek(1); err != nil {
+			s.Err = fmt.Sprintf("response %d: %v", i+1, err)
+			return s
+		}
+		if i == 0 {
+			s.TTFB = time.Since(start)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			s.Err = fmt.Sprintf("response %d: %v", i+1, err)
+			return s
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			s.Err = fmt.Sprintf("response %d body: %v", i+1, err)
+			return s
+		}
+		if resp.StatusCode >= 500 {
+			s.Err = fmt.Sprintf("response %d: status %s", i+1, resp.Status)
+			return s
+		}
+	}
+	s.Total = time.Since(start)
+	s.OK = true
+	if s.Outcome == "" {
+		s.Outcome = tfo.NotAttempted.String()
+	}
+	return s
+}

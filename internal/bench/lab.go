@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/netlab"
+	"github.com/fastrojan/fastrojan/internal/server"
+	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tlsconf"
+	"github.com/fastrojan/fastrojan/internal/trojan"
+	"github.com/fastrojan/fastrojan/internal/users"
+	"github.com/fastrojan/fastrojan/internal/website"
+)
+
+// Faults a lab run can switch on (bench --lab-fault).
+const (
+	FaultDropSYNData = "drop-syn-data" // a firewall that drops SYNs carrying data
+	FaultStripTFO    = "strip-tfo"     // a middlebox that removes the TFO option
+)
+
+// ParseFault checks a --lab-fault value ("" for none).
+func ParseFault(s string) (netlab.Faults, error) {
+	switch s {
+	case "":
+		return netlab.Faults{}, nil
+	case FaultDropSYNData:
+		return netlab.Faults{DropSYNData: true}, nil
+	case FaultStripTFO:
+		return netlab.Faults{StripTFO: true}, nil
+	}
+	return netlab.Faults{}, fmt.Errorf("unknown lab fault %q (want %s or %s)", s, FaultDropSYNData, FaultStripTFO)
+}
+
+// labServerPort is where the lab's Trojan server listens; the origin serves HTTP on port 80.
+const labServerPort = 443
+
+// Lab is a fastrojan server and a web origin running in a netlab Path: the client host reaches the
+// server over the emulated link, the server reaches the origin over its own link.
+type Lab struct {
+	path  *netlab.Path
+	fault string
+	srv   *server.Server
+	ln    net.Listener
+	site  *website.Site
+	done  chan error // Serve's result
+
+	server string
+	url    string
+	tls    *tls.Config
+	hash   trojan.Hash
+}
+
+// StartLab starts the server (TFO listener) in p.Server and the origin web site in p.Origin.
+// fault names the fault switched on p.Link ("" for none); Close stops both (the caller closes
+// the lab).
+func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	faults, err := ParseFault(fault)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := tlsconf.GenerateSelfSigned([]string{"fastrojan.lab"})
+	if err != nil {
+		return nil, fmt.Errorf("lab certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("lab certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	pw := make([]byte, 16)
+	_, _ = rand.Read(pw)
+	password := hex.EncodeToString(pw)
+
+	l := &Lab{path: p, fault: fault, done: make(chan error, 1), hash: trojan.HashPassword(password)}
+	origin := netip.AddrPortFrom(p.OriginAddr.V4, 80)
+	if err := p.Origin.Do(func() (err error) { l.site, err = website.Start(origin.String(), log); return err }); err != nil {
+		return nil, fmt.Errorf("lab origin: %w", err)
+	}
+	l.url = "http://" + origin.String() + "/"
+
+	srvAddr := netip.AddrPortFrom(p.ServerAddr.V4, labServerPort)
+	err = p.Server.Do(func() (err error) {
+		l.ln, err = tfo.Listen(context.Background(), "tcp", srvAddr.String(), 1024, log)
+		return err
+	})
+	if err != nil {
+		_ = l.site.Shutdown(context.Background())
+		return nil, fmt.Errorf("lab server: %w", err)
+	}
+	var d net.Dialer
+	l.srv, err = server.New(server.Options{
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: true},
+		Users:     users.NewStatic([]string{password}),
+		Fallback:  origin.String(),
+		// Sockets belong to the namespace of the thread that makes them: dial from the server host.
+		Dial: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = p.Server.Do(func() error { c, err = d.DialContext(ctx, network, addr); return err })
+			return c, err
+		},
+		Logger: log,
+	})
+	if err != nil {
+		_ = l.ln.Close()
+		_ = l.site.Shutdown(context.Background())
+		return nil, fmt.Errorf("lab server: %w", err)
+	}
+	go func() { l.done <- l.srv.Serve(l.ln) }() // owned by Lab: Close stops it and waits
+	l.server = srvAddr.String()
+	ssl := config.Default(config.RunClient).SSL
+	l.tls = &tls.Config{RootCAs: pool, ServerName: "fastrojan.lab", CurvePreferences: tlsconf.CurvePreferencesFor(ssl, true)}
+	p.Link.SetFaults(faults)
+	return l, nil
+}
+
+// Options returns bench Options that run from the lab's client host against its server and
+// origin; the caller sets N and the rest.
+func (l *Lab) Options() Options {
+	quiet := slog.New(slog.DiscardHandler)
+	td := &tfo.Dialer{Dialer: net.Dialer{Timeout: 10 * time.Second}, Logger: quiet}
+	var pd net.Dialer
+	in := func(dial DialFunc) DialFunc {
+		return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = l.path.Client.Do(func() error { c, err = dial(ctx, network, addr); return err })
+			return c, err
+		}
+	}
+	return Options{
+		Server: l.server, TLS: l.tls, Hash: l.hash, URL: l.url,
+		DialTFO: in(td.DialContext), DialPlain: in(pd.DialContext),
+		Do: l.path.Client.Do,
+	}
+}
+
+// Info describes the lab for the report.
+func (l *Lab) Info() *LabInfo {
+	return &LabInfo{RTT: l.path.Link.AtoB().Delay() + l.path.Link.BtoA().Delay(), Fault: l.fault}
+}
+
+// Close stops the server and the origin.
+func (l *Lab) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errs := []error{l.srv.Shutdown(ctx)}
+	if err := <-l.done; err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, err)
+	}
+	errs = append(errs, l.site.Shutdown(ctx))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,51 @@
+package outbound
+
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/tfo"
+)
+
+// HandshakeInfo is what one connection to a Trojan server showed, for logs and metrics.
+type HandshakeInfo struct {
+	Server     string
+	Duration   time.Duration // dial start to TLS handshake done (or failed)
+	TFO        tfo.Outcome   // read from the kernel once the server answered
+	HelloBytes int           // size of the first write: the ClientHello record, what a TFO SYN must carry
+	Resumed    bool          // the TLS session was resumed
+	Err        error         // nil when the handshake succeeded
+}
+
+// firstWrite records the size of the first write on the connection below TLS (the ClientHello).
+// It exposes the connection below with NetConn, so tfo and relay still find the socket.
+type firstWrite struct {
+	net.Conn
+	n int // written once, by the handshake, before anyone else uses the connection
+}
+
+func (f *firstWrite) Write(b []byte) (int, error) {
+	if f.n == 0 {
+		f.n = len(b)
+	}
+	return f.Conn.Write(b)
+}
+
+// NetConn returns the connection below.
+func (f *firstWrite) NetConn() net.Conn { return f.Conn }
+
+func (t *Trojan) observe(start time.Time, fw *firstWrite, conn *tls.Conn, err error) {
+	if t.Observe == nil {
+		return
+	}
+	info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: err}
+	if fw != nil {
+		info.HelloBytes = fw.n
+		info.TFO = tfo.ClientOutcome(fw.Conn)
+	}
+	if conn != nil && err == nil {
+		info.Resumed = conn.ConnectionState().DidResume
+	}
+	t.Observe(info)
+}

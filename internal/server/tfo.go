@@ -1,0 +1,64 @@
+package server
+
+import (
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/tfo"
+)
+
+// ConnInfo describes one finished connection, for metrics (Options.OnConn).
+type ConnInfo struct {
+	Remote    string
+	Outcome   string // "connect", "fallback", "tls_handshake_failed", ...
+	User      string
+	Dest      string
+	Up, Down  int64         // bytes from and to the client
+	Duration  time.Duration // accept to close
+	Handshake time.Duration // TLS handshake time; zero if none completed
+	// TFOAccept is the kernel's verdict on the client's SYN at accept: Accepted when its data (the
+	// ClientHello) was accepted.
+	TFOAccept tfo.Outcome
+	// Dialed is set when a target was dialed; TFODial is then the outcome of that dial (the
+	// client's first payload rides in the SYN when Options.Dial uses TFO).
+	Dialed  bool
+	TFODial tfo.Outcome
+}
+
+// connTFO is the part of connLog this file fills in.
+type connTFO struct {
+	tfoAccept tfo.Outcome
+	dialed    bool
+	tfoDial   tfo.Outcome
+	handshake time.Duration
+}
+
+// dialOutcome records the TFO outcome of the connection to a target; call it before closing target.
+func (l *connTFO) dialOutcome(target net.Conn) {
+	l.dialed = true
+	l.tfoDial = tfo.ClientOutcome(target)
+}
+
+func (l *connTFO) attrs(a []slog.Attr) []slog.Attr {
+	a = append(a, slog.String("tfo", l.tfoAccept.String()))
+	if l.dialed {
+		a = append(a, slog.String("tfo_dial", l.tfoDial.String()))
+	}
+	if l.handshake > 0 {
+		a = append(a, slog.Duration("handshake", l.handshake.Round(time.Microsecond)))
+	}
+	return a
+}
+
+// report hands the connection's summary to Options.OnConn.
+func (s *Server) report(c net.Conn, l *connLog, start time.Time) {
+	if s.opts.OnConn == nil {
+		return
+	}
+	s.opts.OnConn(ConnInfo{
+		Remote: c.RemoteAddr().String(), Outcome: l.outcome, User: l.user, Dest: l.dest,
+		Up: l.up, Down: l.down, Duration: time.Since(start), Handshake: l.handshake,
+		TFOAccept: l.tfoAccept, Dialed: l.dialed, TFODial: l.tfoDial,
+	})
+}

@@ -1,0 +1,284 @@
+package tfo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/netlab"
+	"github.com/fastrojan/fastrojan/internal/tfo"
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		if removed, err := netlab.SweepStale(); err != nil || len(removed) > 0 {
+			fmt.Fprintf(os.Stderr, "netlab: swept stale namespaces %v (err %v)\n", removed, err)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// logBuf is a slog destination tests read back.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuf) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// host returns a lab host whose net.ipv4.tcp_fastopen is sysctl (netlab.HostOptions semantics).
+func host(t *testing.T, sysctl int) *netlab.Host {
+	t.Helper()
+	h, err := netlab.New(t).AddHost("h", netlab.HostOptions{TCPFastOpen: sysctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// echoServer listens with tfo.Listen on loopback inside h; every accepted connection's ServerOutcome
+// goes to the returned channel, then it echoes.
+func echoServer(t *testing.T, h *netlab.Host, log *slog.Logger) (string, <-chan tfo.Outcome) {
+	t.Helper()
+	var ln *net.TCPListener
+	if err := h.Do(func() (err error) {
+		ln, err = tfo.Listen(context.Background(), "tcp", "127.0.0.1:0", 16, log)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := make(chan tfo.Outcome, 100)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			outcomes <- tfo.ServerOutcome(c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String(), outcomes
+}
+
+func dialIn(t *testing.T, h *netlab.Host, d *tfo.Dialer, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := h.Do(func() (err error) {
+		c, err = d.DialContext(context.Background(), "tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// roundTrip writes first, as a TFO client must, and reads the echo.
+func roundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q, %v; want %q", got, err, msg)
+	}
+}
+
+func tcpExt(t *testing.T, h *netlab.Host, name string) uint64 {
+	t.Helper()
+	m, err := h.TcpExt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m[name]
+}
+
+// The first connection asks for a cookie; from the second on the first write rides in the SYN and
+// both ends read "accepted" from the kernel, which counts the same.
+func TestOutcomesWithCookie(t *testing.T) {
+	h := host(t, 3)
+	var logs logBuf
+	addr, server := echoServer(t, h, logs.logger())
+	d := &tfo.Dialer{Logger: logs.logger()}
+	active, passive := tcpExt(t, h, "TCPFastOpenActive"), tcpExt(t, h, "TCPFastOpenPassive")
+	want := []struct{ client, server tfo.Outcome }{
+		{tfo.CookieRequested, tfo.NotAttempted},
+		{tfo.Accepted, tfo.Accepted},
+		{tfo.Accepted, tfo.Accepted},
+	}
+	for i, w := range want {
+		c := dialIn(t, h, d, addr)
+		roundTrip(t, c, fmt.Sprintf("hello %d", i))
+		if got := tfo.ClientOutcome(c); got != w.client {
+			t.Errorf("connection %d: client outcome %s, want %s", i, got, w.client)
+		}
+		if got := <-server; got != w.server {
+			t.Errorf("connection %d: server outcome %s, want %s", i, got, w.server)
+		}
+		c.Close()
+	}
+	if da, dp := tcpExt(t, h, "TCPFastOpenActive")-active, tcpExt(t, h, "TCPFastOpenPassive")-passive; da != 2 || dp != 2 {
+		t.Errorf("kernel counted TCPFastOpenActive +%d, TCPFastOpenPassive +%d; want +2 each", da, dp)
+	}
+	if logs.String() != "" {
+		t.Errorf("unexpected log output with TFO fully enabled:\n%s", logs.String())
+	}
+}
+
+// Without the client bit the dial works without TFO, one warning names the fix, and the outcome says
+// unsupported.
+func TestDialWithoutClientBit(t *testing.T) {
+	h := host(t, 2)
+	addr, _ := echoServer(t, h, nil)
+	var logs logBuf
+	d := &tfo.Dialer{Logger: logs.logger()}
+	for i := range 3 {
+		c := dialIn(t, h, d, addr)
+		roundTrip(t, c, "plain")
+		var got tfo.Outcome
+		_ = h.Do(func() error { got = tfo.ClientOutcome(c); return nil }) // reads the host's sysctl
+		if got != tfo.Unsupported {
+			t.Errorf("connection %d: outcome %s, want unsupported", i, got)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "level=WARN"); n != 1 {
+		t.Errorf("%d warnings, want exactly 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, `fix="sysctl -w net.ipv4.tcp_fastopen=3"`) || !strings.Contains(out, "client bit 0x1") {
+		t.Errorf("warning does not name the missing bit and the fix:\n%s", out)
+	}
+}
+
+// Without the server bit the listener works, one warning names the fix, and clients keep asking for
+// a cookie they never get.
+func TestListenWithoutServerBit(t *testing.T) {
+	h := host(t, 1)
+	var logs logBuf
+	addr, server := echoServer(t, h, logs.logger())
+	out := logs.String()
+	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "server bit 0x2") ||
+		!strings.Contains(out, `fix="sysctl -w net.ipv4.tcp_fastopen=3"`) {
+		t.Errorf("want one warning naming the server bit and the fix, got:\n%s", out)
+	}
+	d := &tfo.Dialer{}
+	for i := range 3 {
+		c := dialIn(t, h, d, addr)
+		roundTrip(t, c, "no tfo here")
+		if got := tfo.ClientOutcome(c); got != tfo.CookieRequested {
+			t.Errorf("connection %d: client outcome %s, want cookie_requested", i, got)
+		}
+		if got := <-server; got != tfo.NotAttempted {
+			t.Errorf("connection %d: server outcome %s, want not_attempted", i, got)
+		}
+	}
+}
+
+// cacheCookie makes h's kernel hold a TFO cookie for 127.0.0.1 (cookies do not depend on the port).
+func cacheCookie(t *testing.T, h *netlab.Host) {
+	t.Helper()
+	addr, _ := echoServer(t, h, nil)
+	d := &tfo.Dialer{}
+	for range 2 {
+		c := dialIn(t, h, d, addr)
+		roundTrip(t, c, "cookie")
+		c.Close()
+	}
+}
+
+// closedPort returns a loopback address in h on which nothing listens.
+func closedPort(t *testing.T, h *netlab.Host) string {
+	t.Helper()
+	var addr string
+	if err := h.Do(func() error {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		addr = ln.Addr().String()
+		return ln.Close()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// The kernel fact the client design rests on (DESIGN.md 3.1): with a cookie cached, connecting to a
+// closed port succeeds, and the refusal shows only on the first read after the first write.
+func TestRefusalSurfacesAfterFirstWrite(t *testing.T) {
+	h := host(t, 3)
+	cacheCookie(t, h)
+	addr := closedPort(t, h)
+	var c net.Conn
+	if err := h.Do(func() (err error) {
+		c, err = (&tfo.Dialer{}).DialContext(context.Background(), "tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("with a cookie the connect should return at once without error; got %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("ClientHello")); err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	_, err := c.Read(make([]byte, 1))
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("first read: %v, want connection refused", err)
+	}
+}
+
+// A connection that reads before it writes never connects once a cookie is cached: the kernel waits
+// for data to put in the SYN. This is why the server dials targets with TFO only when it has a first
+// payload to write (server.Options.DialFirst).
+func TestReadFirstNeverConnects(t *testing.T) {
+	h := host(t, 3)
+	cacheCookie(t, h)
+	addr, server := echoServer(t, h, nil)
+	c := dialIn(t, h, &tfo.Dialer{}, addr)
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read before write: %v, want a timeout", err)
+	}
+	select {
+	case o := <-server:
+		t.Fatalf("the server accepted a connection (%s) although nothing was written", o)
+	default:
+	}
+}

@@ -1,0 +1,58 @@
+//go:build !linux
+
+package tfo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"syscall"
+)
+
+// fastrojan uses TFO on Linux only; elsewhere it dials and listens without it.
+func (d *Dialer) enable(string, syscall.RawConn) error {
+	d.warn("TCP Fast Open is not supported by fastrojan on " + runtime.GOOS + "; connecting without it")
+	return nil
+}
+
+// DefaultQueueLen is the TFO queue length Listen uses for qlen < 1 (trojan-gfw's fast_open_qlen).
+const DefaultQueueLen = 20
+
+// Listen listens on addr without TFO (not supported on this OS) and logs one warning saying so.
+func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		_ = ln.Close()
+		return nil, fmt.Errorf("listen %s: network %q is not TCP", addr, network)
+	}
+	log.Warn("TCP Fast Open is not supported by fastrojan on "+runtime.GOOS+"; accepting without it", "addr", tl.Addr().String())
+	return tl, nil
+}
+
+// ReadSysctl reports errors.ErrUnsupported: net.ipv4.tcp_fastopen exists on Linux only.
+func ReadSysctl() (Sysctl, error) {
+	return 0, fmt.Errorf("read %s on %s: %w", SysctlKey, runtime.GOOS, errors.ErrUnsupported)
+}
+
+// ClientOutcome reports Unsupported: TFO is used on Linux only.
+func ClientOutcome(net.Conn) Outcome { return Unsupported }
+
+// ServerOutcome reports Unsupported: TFO is used on Linux only.
+func ServerOutcome(net.Conn) Outcome { return Unsupported }
+
+// ReadTcpExt reports errors.ErrUnsupported: /proc/net/netstat exists on Linux only.
+func ReadTcpExt() (map[string]uint64, error) {
+	return nil, fmt.Errorf("read TcpExt counters on %s: %w", runtime.GOOS, errors.ErrUnsupported)
+}
