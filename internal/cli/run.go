@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/client"
@@ -131,6 +132,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		TLSConfig:         tlsCfg,
 		Users:             store,
 		Fallback:          cfg.RemoteHostPort(),
+		FallbackByALPN:    alpnFallbacks(cfg),
 		PlainHTTPResponse: plain,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
@@ -138,6 +140,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
 		Logger:            log,
+		Dial:              plainDial(cfg.TCP),
 		DialFirst:         serverDialFirst(cfg, log),
 		OnConn:            telemetryOf(tel).serverOnConn(),
 	})
@@ -181,22 +184,36 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 	}
 	telemetryOf(tel).registerClientUDP(cl)
 	telemetryOf(tel).registerClient(cl)
-	ln, err := listen(cfg.LocalHostPort())
+	ln, err := listen(cfg.TCP, cfg.LocalHostPort())
 	if err != nil {
 		return nil, nil, err
 	}
 	return cl, ln, nil
 }
 
-func listen(addr string) (net.Listener, error) {
-	var lc net.ListenConfig
+// alpnFallbacks maps ssl.alpn_port_override (ALPN protocol → port on remote_addr) to fallback
+// addresses.
+func alpnFallbacks(cfg *config.Config) map[string]string {
+	if len(cfg.SSL.ALPNPortOverride) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(cfg.SSL.ALPNPortOverride))
+	for proto, port := range cfg.SSL.ALPNPortOverride {
+		m[proto] = net.JoinHostPort(cfg.RemoteAddr, strconv.Itoa(port))
+	}
+	return m
+}
+
+// listen opens a plain TCP listener with trojan-gfw's tcp.* options.
+func listen(t config.TCP, addr string) (net.Listener, error) {
+	lc := listenConfig(t)
 	// Go 1.24+ listens with MPTCP by default, which changes TFO behaviour (DESIGN.md 3.6).
 	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	return ln, nil
+	return withTCPOptions(t, ln), nil
 }
 
 // service is what server.Server and client.Client have in common.

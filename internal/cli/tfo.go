@@ -53,12 +53,13 @@ func startMetrics(cfg *config.Config, log *slog.Logger) (t *telemetry, stop func
 // fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
 func serverListen(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
 	if !cfg.TFOServerListen() {
-		return listen(cfg.LocalHostPort())
+		return listen(cfg.TCP, cfg.LocalHostPort())
 	}
-	ln, err := tfo.Listen(context.Background(), "tcp", cfg.LocalHostPort(), cfg.TCP.FastOpenQLen, log)
+	tl, err := tfo.ListenConfig(listenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), cfg.TCP.FastOpenQLen, log)
 	if err != nil {
 		return nil, err
 	}
+	ln := withTCPOptions(cfg.TCP, tl)
 	qlen := cfg.TCP.FastOpenQLen
 	if qlen < 1 {
 		qlen = tfo.DefaultQueueLen
@@ -73,8 +74,8 @@ func serverDialFirst(cfg *config.Config, log *slog.Logger) func(context.Context,
 	if !cfg.TFOServerDial() {
 		return nil
 	}
-	d := &tfo.Dialer{Logger: log}
-	return d.DialContext
+	d := &tfo.Dialer{Dialer: baseDialer(cfg.TCP), Logger: log}
+	return withNoDelay(cfg.TCP, d.DialContext)
 }
 
 // serverOnConn reports each finished server connection to metrics.
@@ -123,10 +124,10 @@ func clientTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 // tcp.fast_open) is on, so the ClientHello rides in the SYN; nil means the ordinary dial.
 func clientDial(cfg *config.Config, log *slog.Logger) func(context.Context, string, string) (net.Conn, error) {
 	if !cfg.TFOClient() {
-		return nil
+		return plainDial(cfg.TCP)
 	}
-	d := &tfo.Dialer{Logger: log}
-	return d.DialContext
+	d := &tfo.Dialer{Dialer: baseDialer(cfg.TCP), Logger: log}
+	return withNoDelay(cfg.TCP, d.DialContext)
 }
 
 // clientObserver logs each handshake with the server at debug level with its TFO outcome, reports it

@@ -229,17 +229,29 @@ func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb
 
 // fallback hands client to the fallback site: it replays seen, every byte read so far, and relays
 // both ways from then on. rb, if not nil, holds seen and is released once seen is written.
+// fallbackAddr is where client goes: the site for its negotiated ALPN protocol if one is configured
+// (trojan-gfw's ssl.alpn_port_override, e.g. h2 to an h2c port), else Fallback.
+func (s *Server) fallbackAddr(client net.Conn) string {
+	if tc, ok := client.(*tls.Conn); ok && len(s.opts.FallbackByALPN) > 0 {
+		if addr, ok := s.opts.FallbackByALPN[tc.ConnectionState().NegotiatedProtocol]; ok {
+			return addr
+		}
+	}
+	return s.opts.Fallback
+}
+
 func (s *Server) fallback(client net.Conn, seen []byte, rb *requestBuf, l *connLog) {
 	s.fallbacks.Add(1)
 	if s.opts.Fallback == "" {
 		l.outcome = outNoFallback
 		return
 	}
+	addr := s.fallbackAddr(client)
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
-	site, err := s.opts.Dial(ctx, "tcp", s.opts.Fallback)
+	site, err := s.opts.Dial(ctx, "tcp", addr)
 	cancel()
 	if err != nil {
-		l.outcome, l.err = outFallbackDown, fmt.Errorf("dial fallback %s: %w", s.opts.Fallback, err)
+		l.outcome, l.err = outFallbackDown, fmt.Errorf("dial fallback %s: %w", addr, err)
 		return
 	}
 	defer site.Close()

@@ -35,6 +35,9 @@ type Options struct {
 	// Fallback is the host:port of the web server that gets everything that is not a valid request
 	// (trojan-gfw's remote_addr:remote_port). Empty means such connections are just closed.
 	Fallback string
+	// FallbackByALPN sends a TLS client whose negotiated ALPN protocol is a key here to that
+	// host:port instead of Fallback (trojan-gfw's ssl.alpn_port_override).
+	FallbackByALPN map[string]string
 	// PlainHTTPResponse, when set, is written raw to a connection whose first byte is not a TLS
 	// handshake record, which is then closed (trojan-gfw's ssl.plain_http_response). When empty such
 	// connections go to Fallback over plain TCP.
@@ -113,6 +116,11 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Users == nil {
 		return nil, errors.New("server: Users is required")
+	}
+	for proto, addr := range opts.FallbackByALPN {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("server: fallback for ALPN %q: %w", proto, err)
+		}
 	}
 	if opts.Fallback != "" {
 		if _, _, err := net.SplitHostPort(opts.Fallback); err != nil {

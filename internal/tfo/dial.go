@@ -58,3 +58,7 @@ func (d *Dialer) warn(msg string, args ...any) {
 		log.Warn(msg, args...)
 	})
 }
+
+// ListenConfig carries the ordinary listener settings (KeepAlive, KeepAliveConfig, Control) into a
+// TFO listener; see its Listen method.
+type ListenConfig net.ListenConfig

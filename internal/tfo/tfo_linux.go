@@ -53,6 +53,12 @@ const DefaultQueueLen = 20
 // refused, or the namespace's net.ipv4.tcp_fastopen lacks the server bit 0x2) the listener works
 // without it and log gets one warning naming the fix. log nil means slog.Default().
 func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
+	return ListenConfig{}.Listen(ctx, network, addr, qlen, log)
+}
+
+// Listen is the package's Listen on top of lc: lc's KeepAlive settings and Control (run first, for
+// options such as SO_REUSEPORT that must be set before bind) are kept; MPTCP is off.
+func (lc ListenConfig) Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -60,13 +66,20 @@ func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logge
 		qlen = DefaultQueueLen
 	}
 	var optErr error
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	nlc := net.ListenConfig(lc)
+	base := nlc.Control
+	nlc.Control = func(network, address string, c syscall.RawConn) error {
+		if base != nil {
+			if err := base(network, address, c); err != nil {
+				return err
+			}
+		}
 		return c.Control(func(fd uintptr) {
 			optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen)
 		})
-	}}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, network, addr)
+	}
+	nlc.SetMultipathTCP(false)
+	ln, err := nlc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}

@@ -23,12 +23,17 @@ const DefaultQueueLen = 20
 
 // Listen listens on addr without TFO (not supported on this OS) and logs one warning saying so.
 func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
+	return ListenConfig{}.Listen(ctx, network, addr, qlen, log)
+}
+
+// Listen listens on top of lc, without TCP Fast Open on this OS; MPTCP is off.
+func (lc ListenConfig) Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, network, addr)
+	nlc := net.ListenConfig(lc)
+	nlc.SetMultipathTCP(false)
+	ln, err := nlc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}

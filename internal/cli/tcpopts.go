@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/fastrojan/fastrojan/internal/config"
+)
+
+// trojan-gfw's tcp.* switches, applied to every listener and dial a config builds. Go's own defaults
+// match trojan-gfw's (TCP_NODELAY and keep-alive on), so only switching one off or asking for
+// SO_REUSEPORT changes anything.
+
+// listenConfig returns the listener settings for t: keep-alive off when tcp.keep_alive is false,
+// SO_REUSEPORT (several processes on one port, as with trojan-gfw) when tcp.reuse_port is true.
+func listenConfig(t config.TCP) net.ListenConfig {
+	var lc net.ListenConfig
+	if !t.KeepAlive {
+		lc.KeepAlive = -1
+	}
+	if t.ReusePort {
+		lc.Control = setReusePort
+	}
+	return lc
+}
+
+// withTCPOptions wraps ln so accepted connections get TCP_NODELAY off when tcp.no_delay is false.
+func withTCPOptions(t config.TCP, ln net.Listener) net.Listener {
+	if t.NoDelay {
+		return ln
+	}
+	return noDelayOffListener{ln}
+}
+
+type noDelayOffListener struct{ net.Listener }
+
+// SyscallConn exposes the socket below, so farm keys can still be set on the listener.
+func (l noDelayOffListener) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := l.Listener.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("listener %T: %w", l.Listener, errors.ErrUnsupported)
+	}
+	return sc.SyscallConn()
+}
+
+func (l noDelayOffListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(false)
+	}
+	return c, err
+}
+
+// baseDialer returns the dialer settings for t (keep-alive).
+func baseDialer(t config.TCP) net.Dialer {
+	var d net.Dialer
+	if !t.KeepAlive {
+		d.KeepAlive = -1
+	}
+	return d
+}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// plainDial is the dial used where TCP Fast Open is off; nil when t changes nothing, so callers keep
+// their defaults.
+func plainDial(t config.TCP) dialFunc {
+	if t.KeepAlive && t.NoDelay {
+		return nil
+	}
+	d := baseDialer(t)
+	return withNoDelay(t, d.DialContext)
+}
+
+// withNoDelay turns TCP_NODELAY off on what dial returns when tcp.no_delay is false.
+func withNoDelay(t config.TCP, dial dialFunc) dialFunc {
+	if t.NoDelay || dial == nil {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(false)
+		}
+		return c, err
+	}
+}
+
+// reusePortError is what setReusePort returns where SO_REUSEPORT does not exist.
+func reusePortError(goos string) error {
+	return fmt.Errorf("tcp.reuse_port: SO_REUSEPORT is not available on %s; set it to false", goos)
+}
