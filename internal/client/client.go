@@ -322,7 +322,13 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 	}
 	_ = app.SetDeadline(time.Time{})
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
-	sent, received, err := relay.Pipe(&bufferedConn{Conn: app, r: br}, up, c.opts.IdleTimeout)
+	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
+	// wait for the application without holding a buffer.
+	var appSide net.Conn = app
+	if br.Buffered() > 0 {
+		appSide = &bufferedConn{Conn: app, r: br}
+	}
+	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
 	if c.opts.OnTunnelClosed != nil {
 		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
 	}

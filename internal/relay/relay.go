@@ -18,6 +18,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -161,23 +162,44 @@ func (p *pipe) copy(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 
 // copyChunks is the general loop: read a chunk, count it, write it.
 func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	// An idle tunnel should not hold a buffer: where the source is a socket, a read that drained it
+	// gives the buffer back and the loop waits for the next bytes without one (waitReadable).
+	rc := rawConn(src)
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+	}()
 	for {
-		nr, rerr := src.Read(buf)
-		if nr > 0 {
-			p.touch()
-			if p.idle > 0 {
-				_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
+		var nr int
+		var rerr error
+		if rc != nil && bp == nil {
+			rerr = waitReadable(rc) // before the first read, and after each read that drained the socket
+		}
+		if rerr == nil {
+			if bp == nil {
+				bp = bufPool.Get().(*[]byte)
 			}
-			nw, werr := dst.Write(buf[:nr])
-			*n += int64(nw) // the per-chunk accounting point
-			if count != nil {
-				count.Add(int64(nw))
+			buf := *bp
+			nr, rerr = src.Read(buf)
+			if nr > 0 {
+				p.touch()
+				if p.idle > 0 {
+					_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
+				}
+				nw, werr := dst.Write(buf[:nr])
+				*n += int64(nw) // the per-chunk accounting point
+				if count != nil {
+					count.Add(int64(nw))
+				}
+				if werr != nil {
+					return p.writeErr(werr)
+				}
 			}
-			if werr != nil {
-				return p.writeErr(werr)
+			if rerr == nil && rc != nil && nr < len(buf) {
+				bufPool.Put(bp)
+				bp = nil
 			}
 		}
 		if rerr != nil {
@@ -196,6 +218,23 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			return fmt.Errorf("read: %w", rerr)
 		}
 	}
+}
+
+// rawConn returns the socket of a source that reads straight from one (a *net.TCPConn, or anything
+// exposing syscall.Conn), nil for sources with buffers of their own such as *tls.Conn.
+func rawConn(c net.Conn) syscall.RawConn {
+	if _, ok := c.(*tls.Conn); ok {
+		return nil
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // splice copies between two TCP connections with ReadFrom, which Linux turns into splice(2). The read

@@ -47,6 +47,14 @@ type opaque struct{ net.Conn }
 
 func (o opaque) CloseWrite() error { return o.Conn.(*net.TCPConn).CloseWrite() }
 
+// socketOnly is opaque but still exposes the socket, as a TCP source on the chunked path does: Pipe
+// then waits for data without holding a buffer.
+type socketOnly struct{ opaque }
+
+func (s socketOnly) SyscallConn() (syscall.RawConn, error) {
+	return s.Conn.(*net.TCPConn).SyscallConn()
+}
+
 // setup builds peerA ⇄ a  [Pipe]  b ⇄ peerB and runs Pipe in the background.
 type setup struct {
 	peerA, peerB *net.TCPConn
@@ -67,7 +75,7 @@ func newSetupWith(t testing.TB, chunked bool, idle time.Duration, pipe func(a, b
 	b, peerB := tcpPair(t)
 	var ca, cb net.Conn = a, b
 	if chunked {
-		ca, cb = opaque{a}, opaque{b}
+		ca, cb = chunkedWrap(a), chunkedWrap(b)
 	}
 	s := &setup{peerA: peerA, peerB: peerB, done: make(chan result, 1)}
 	go func() {
@@ -88,9 +96,20 @@ func (s *setup) wait(t testing.TB, within time.Duration) result {
 	panic("unreachable")
 }
 
+// chunkedWrap is how the chunked modes hide a connection's type from Pipe.
+var chunkedWrap = func(c *net.TCPConn) net.Conn { return opaque{c} }
+
+// modes runs f over the three copy paths: splice (TCP to TCP), chunked with sources that have their
+// own buffers (as TLS), and chunked with socket sources, where Pipe waits without a buffer.
 func modes(t *testing.T, f func(t *testing.T, chunked bool)) {
 	t.Run("splice", func(t *testing.T) { f(t, false) })
 	t.Run("chunked", func(t *testing.T) { f(t, true) })
+	t.Run("chunked-socket", func(t *testing.T) {
+		old := chunkedWrap
+		chunkedWrap = func(c *net.TCPConn) net.Conn { return socketOnly{opaque{c}} }
+		defer func() { chunkedWrap = old }()
+		f(t, true)
+	})
 }
 
 func TestPipeBulkBothWays(t *testing.T) {
