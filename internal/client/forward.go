@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/inbound"
@@ -74,19 +73,8 @@ func (c *Client) ServeUDPForward(pc *net.UDPConn, target trojan.Addr) error {
 	}
 	defer c.udp.removeConn(pc)
 	defer pc.Close()
-	var mu sync.Mutex
-	sessions := map[netip.AddrPort]*udpSession{}
-	defer func() {
-		mu.Lock()
-		all := make([]*udpSession, 0, len(sessions))
-		for _, s := range sessions {
-			all = append(all, s)
-		}
-		mu.Unlock()
-		for _, s := range all {
-			s.close()
-		}
-	}()
+	sessions := newPeerSessions()
+	defer sessions.closeAll()
 	buf := make([]byte, 64<<10)
 	for {
 		n, from, err := pc.ReadFromUDPAddrPort(buf)
@@ -96,38 +84,15 @@ func (c *Client) ServeUDPForward(pc *net.UDPConn, target trojan.Addr) error {
 			}
 			return fmt.Errorf("forward udp read on %s: %w", pc.LocalAddr(), err)
 		}
-		mu.Lock()
-		s := sessions[from]
-		mu.Unlock()
-		if s != nil && !s.isDone() {
-			_ = s.send(target, buf[:n])
-			continue
-		}
-		if n > trojan.MaxUDPPayload {
-			c.udp.dropped.Add(1)
-			continue
-		}
 		peer := from
-		log := c.log.With("from", peer.String(), "dest", target.String(), "inbound", "forward-udp")
-		var self *udpSession
-		s, err = c.openUDPSession(target, buf[:n], func(_ trojan.Addr, payload []byte) error {
-			_, err := pc.WriteToUDPAddrPort(payload, peer)
-			return err
-		}, func() {
-			mu.Lock()
-			if sessions[peer] == self {
-				delete(sessions, peer)
+		c.sendFromPeer(sessions, peer, target, buf[:n], func() peerHooks {
+			return peerHooks{
+				deliver: func(_ trojan.Addr, payload []byte) error {
+					_, err := pc.WriteToUDPAddrPort(payload, peer)
+					return err
+				},
+				log: c.log.With("from", peer.String(), "dest", target.String(), "inbound", "forward-udp"),
 			}
-			mu.Unlock()
-		}, log)
-		if err != nil {
-			c.udp.dropped.Add(1)
-			log.Warn("udp via trojan server failed", "err", err)
-			continue
-		}
-		mu.Lock()
-		self = s
-		sessions[peer] = s
-		mu.Unlock()
+		})
 	}
 }

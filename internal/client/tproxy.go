@@ -22,19 +22,8 @@ func (c *Client) ServeTProxyUDP(pc *net.UDPConn) error {
 	}
 	defer c.udp.removeConn(pc)
 	defer pc.Close()
-	var mu sync.Mutex
-	sessions := map[netip.AddrPort]*udpSession{}
-	defer func() {
-		mu.Lock()
-		all := make([]*udpSession, 0, len(sessions))
-		for _, s := range sessions {
-			all = append(all, s)
-		}
-		mu.Unlock()
-		for _, s := range all {
-			s.close()
-		}
-	}()
+	sessions := newPeerSessions()
+	defer sessions.closeAll()
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, inbound.TProxyOOBSize)
 	for {
@@ -49,39 +38,11 @@ func (c *Client) ServeTProxyUDP(pc *net.UDPConn) error {
 			}
 			return fmt.Errorf("nat udp read on %s: %w", pc.LocalAddr(), err)
 		}
-		dst := trojan.AddrFromAddrPort(orig)
-		mu.Lock()
-		s := sessions[from]
-		mu.Unlock()
-		if s != nil && !s.isDone() {
-			_ = s.send(dst, buf[:n])
-			continue
-		}
-		if n > trojan.MaxUDPPayload {
-			c.udp.dropped.Add(1)
-			continue
-		}
-		r := &tproxyReplier{app: from, socks: map[netip.AddrPort]*net.UDPConn{}}
-		log := c.log.With("from", from.String(), "inbound", "nat-udp")
-		var self *udpSession
 		peer := from
-		s, err = c.openUDPSession(dst, buf[:n], r.deliver, func() {
-			r.close()
-			mu.Lock()
-			if sessions[peer] == self {
-				delete(sessions, peer)
-			}
-			mu.Unlock()
-		}, log)
-		if err != nil {
-			c.udp.dropped.Add(1)
-			log.Warn("udp via trojan server failed", "dest", dst.String(), "err", err)
-			continue
-		}
-		mu.Lock()
-		self = s
-		sessions[peer] = s
-		mu.Unlock()
+		c.sendFromPeer(sessions, peer, trojan.AddrFromAddrPort(orig), buf[:n], func() peerHooks {
+			r := &tproxyReplier{app: peer, socks: map[netip.AddrPort]*net.UDPConn{}}
+			return peerHooks{deliver: r.deliver, onClose: r.close, log: c.log.With("from", peer.String(), "inbound", "nat-udp")}
+		})
 	}
 }
 
