@@ -13,10 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/connset"
 	"github.com/fastrojan/fastrojan/internal/inbound"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/relay"
@@ -56,11 +56,9 @@ type Client struct {
 	ctx    context.Context // cancelled by Close: aborts dials in flight
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	lns      map[net.Listener]struct{} // every listener being served (SOCKS5, forward, nat)
-	conns    map[net.Conn]bool         // value: the connection has reached its relay; guarded by mu
-	closing  bool
-	wg       sync.WaitGroup
+	// set holds every listener being served (SOCKS5, forward, nat) and every application
+	// connection; a connection is busy once its tunnel is open.
+	set      *connset.Set
 	accepted atomic.Int64
 	active   atomic.Int64
 	failed   atomic.Int64
@@ -88,7 +86,7 @@ func New(opts Options) (*Client, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}, lns: map[net.Listener]struct{}{}}
+	c := &Client{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, set: connset.New()}
 	c.udp.init()
 	return c, nil
 }
@@ -104,19 +102,15 @@ func (c *Client) Serve(ln net.Listener) error { return c.acceptLoop(ln, c.handle
 
 // acceptLoop accepts on ln and runs handle for each connection in its own goroutine.
 func (c *Client) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		_ = ln.Close()
+	if !c.set.AddListener(ln) {
 		return nil
 	}
-	c.lns[ln] = struct{}{}
-	c.mu.Unlock()
+	defer c.set.RemoveListener(ln)
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if c.isClosing() {
+			if c.set.Closing() {
 				return nil
 			}
 			if isTemporary(err) {
@@ -137,97 +131,44 @@ func (c *Client) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 	}
 }
 
-// listeners returns the listeners being served; c.mu must be held.
-func (c *Client) listeners() []net.Listener {
-	lns := make([]net.Listener, 0, len(c.lns))
-	for ln := range c.lns {
-		lns = append(lns, ln)
-	}
-	return lns
-}
-
 // isTemporary reports accept errors worth retrying (EMFILE and friends).
 func isTemporary(err error) bool {
 	var te interface{ Temporary() bool }
 	return errors.As(err, &te) && te.Temporary()
 }
 
-func (c *Client) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
-
 func (c *Client) track(conn net.Conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
+	if !c.set.Add(conn, false) {
 		return false
 	}
-	c.conns[conn] = false
-	c.wg.Add(1)
 	c.active.Add(1)
 	return true
 }
 
 // markRelaying records that conn's tunnel is open, so Shutdown lets it finish; false if shutting down.
-func (c *Client) markRelaying(conn net.Conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.conns[conn] = true
-	return !c.closing
-}
+func (c *Client) markRelaying(conn net.Conn) bool { return c.set.SetBusy(conn) }
 
 func (c *Client) untrack(conn net.Conn) {
-	c.mu.Lock()
-	delete(c.conns, conn)
-	c.mu.Unlock()
 	c.active.Add(-1)
-	c.wg.Done()
+	c.set.Remove(conn)
 }
 
 // Shutdown stops accepting, closes connections still negotiating with their application, waits for
 // open tunnels until ctx is done, then closes them.
 func (c *Client) Shutdown(ctx context.Context) error {
-	c.mu.Lock()
-	c.closing = true
-	lns := c.listeners()
-	for conn, relaying := range c.conns {
-		if !relaying {
-			_ = conn.Close()
-		}
-	}
-	c.mu.Unlock()
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
+	c.set.BeginShutdown()
+	c.cancel()       // dials in flight belong to connections just closed as not yet relaying
 	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		c.cancel()
-		return nil
-	case <-ctx.Done():
-		_ = c.Close()
-		<-done
-		return fmt.Errorf("client shutdown: %w", ctx.Err())
+	if err := c.set.Wait(ctx); err != nil {
+		return fmt.Errorf("client shutdown: %w", err)
 	}
+	return nil
 }
 
 // Close stops at once: the listener, dials in flight and every connection.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	c.closing = true
-	lns := c.listeners()
-	for conn := range c.conns {
-		_ = conn.Close()
-	}
-	c.mu.Unlock()
+	c.set.CloseAll()
 	c.cancel()
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
 	c.udp.closeAll()
 	return nil
 }

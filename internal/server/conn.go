@@ -85,10 +85,9 @@ func (s *Server) handle(c net.Conn) {
 	s.active.Add(1)
 	defer func() {
 		_ = c.Close()
-		s.untrack(c)
 		s.active.Add(-1)
 		<-s.slots
-		s.handlers.Done()
+		s.set.Remove(c)
 	}()
 	var l connLog
 	l.tfoAccept = tfo.ServerOutcome(c)

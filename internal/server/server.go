@@ -11,11 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/connset"
 	"github.com/fastrojan/fastrojan/internal/users"
 )
 
@@ -97,13 +97,9 @@ type Server struct {
 	ctx    context.Context // canceled by a forced close: aborts dials in progress
 	cancel context.CancelFunc
 	slots  chan struct{} // one token per connection being handled (MaxConns)
-	done   chan struct{} // closed when shutdown begins
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{} // accepted connections still being handled
-	handlers  sync.WaitGroup        // one per entry in conns
+	// set holds the listeners and the accepted connections still being handled; every connection
+	// is busy from the start (it has its own handshake and request deadlines).
+	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
 	udp                                                                udpStats
@@ -159,14 +155,12 @@ func New(opts Options) (*Server, error) {
 	opts.PlainHTTPResponse = append([]byte(nil), opts.PlainHTTPResponse...)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		ctx:       ctx,
-		cancel:    cancel,
-		slots:     make(chan struct{}, opts.MaxConns),
-		done:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		opts:   opts,
+		log:    opts.Logger,
+		ctx:    ctx,
+		cancel: cancel,
+		slots:  make(chan struct{}, opts.MaxConns),
+		set:    connset.New(),
 	}, nil
 }
 
@@ -202,18 +196,11 @@ func (s *Server) Stats() Stats {
 // after which it returns nil; it returns an error if ln fails otherwise. The server owns ln from now
 // on and closes it. Serve may be called for several listeners at once.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		_ = ln.Close()
+	if !s.set.AddListener(ln) {
 		return nil
 	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
 	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
+		s.set.RemoveListener(ln)
 		_ = ln.Close()
 	}()
 
@@ -221,13 +208,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		select {
 		case s.slots <- struct{}{}: // wait for a free slot before accepting: MaxConns
-		case <-s.done:
+		case <-s.set.Done():
 			return nil
 		}
 		c, err := ln.Accept()
 		if err != nil {
 			<-s.slots
-			if s.isClosing() {
+			if s.set.Closing() {
 				return nil
 			}
 			if !temporary(err) {
@@ -237,14 +224,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.log.Warn("accept failed, retrying", "listener", ln.Addr().String(), "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
-			case <-s.done:
+			case <-s.set.Done():
 				return nil
 			}
 			continue
 		}
 		backoff = 0
 		s.accepted.Add(1)
-		if !s.track(c) {
+		if !s.set.Add(c, true) {
 			_ = c.Close()
 			<-s.slots
 			return nil
@@ -268,79 +255,22 @@ func temporary(err error) bool {
 	return false
 }
 
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
-// track registers c and its handler; it fails once shutdown has begun.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.handlers.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
-// beginShutdown stops accepting: it closes every listener. It is idempotent.
-func (s *Server) beginShutdown() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return
-	}
-	s.closing = true
-	close(s.done)
-	for ln := range s.listeners {
-		_ = ln.Close()
-	}
-}
-
-// closeConns aborts every connection being handled and every dial in progress.
-func (s *Server) closeConns() {
-	s.cancel()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		_ = c.Close()
-	}
-}
-
 // Shutdown stops accepting and waits for the connections being handled to end. When ctx is done
 // first it closes those still open, waits for their handlers to return and reports ctx.Err(). Calling
 // it again, or after Close, is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.beginShutdown()
-	drained := make(chan struct{})
-	go func() {
-		s.handlers.Wait()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-	}
-	s.closeConns()
-	<-drained
-	return ctx.Err()
+	s.set.BeginShutdown()
+	stop := context.AfterFunc(ctx, s.cancel) // past the bound, dials in progress are aborted too
+	defer stop()
+	err := s.set.Wait(ctx)
+	s.cancel()
+	return err
 }
 
-// Close stops accepting, closes every connection at once and waits for their handlers to return.
+// Close stops accepting, closes every connection and aborts every dial at once, and waits for their
+// handlers to return.
 func (s *Server) Close() error {
-	s.beginShutdown()
-	s.closeConns()
-	s.handlers.Wait()
-	return nil
+	s.cancel()
+	s.set.CloseAll()
+	return s.set.Wait(context.Background())
 }
