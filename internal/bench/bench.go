@@ -20,6 +20,7 @@ import (
 	"github.com/fastrojan/fastrojan/internal/doctor"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	// DialTFO and DialPlain open the TCP connection to the server in each mode. Nil means a
 	// tfo.Dialer and a net.Dialer.
 	DialTFO, DialPlain DialFunc
+	// Paths, if set, gives TFO mode the client's per-server TFO memory and racing (README "Hostile
+	// paths"): what a fastrojan client does, rather than TFO on every connection whatever happens.
+	Paths *pathstate.Table
 	// Do runs fn where the connections live (a netlab host's Do), to read the kernel's view of
 	// them; nil runs fn directly.
 	Do func(fn func() error) error
@@ -222,8 +226,12 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 		raw = c
 		return c, nil
 	}
+	var kept tfo.Outcome // the outcome of the connection kept, with Paths
 	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout, Dial: recDial,
-		Observe: func(hi outbound.HandshakeInfo) { s.Hello = hi.HelloBytes }}
+		Observe: func(hi outbound.HandshakeInfo) { s.Hello, kept = hi.HelloBytes, hi.TFO }}
+	if mode == ModeTFO && r.opts.Paths != nil {
+		ob.Paths, ob.DialPlain = r.opts.Paths, r.opts.DialPlain
+	}
 	start := time.Now()
 	n := r.opts.RequestsPerConn
 	conn, err := ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
@@ -237,6 +245,10 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 		return s
 	}
 	defer conn.Close()
+	if ob.Paths != nil { // raw may be a TFO attempt that lost a race: read the connection kept
+		s.Outcome = kept.String()
+		s.RTT, _ = tfo.KernelRTT(conn)
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fastrojan/fastrojan/internal/netlab"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 	"github.com/fastrojan/fastrojan/internal/users"
@@ -142,7 +143,8 @@ func (l *Lab) Options() Options {
 	return Options{
 		Server: l.server, TLS: l.tls, Hash: l.hash, URL: l.url,
 		DialTFO: in(td.DialContext), DialPlain: in(pd.DialContext),
-		Do: l.path.Client.Do,
+		Paths: pathstate.New(pathstate.Options{Logger: quiet}),
+		Do:    l.path.Client.Do,
 	}
 }
 

@@ -172,6 +172,7 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 			HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
 			Dial:             clientDial(cfg, log),
 			Observe:          telemetryOf(tel).clientObserver(cfg, log),
+			Paths:            telemetryOf(tel).clientPaths(cfg, log),
 		},
 		OnTunnelClosed:   telemetryOf(tel).clientTunnelClosed(),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),

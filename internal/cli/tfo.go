@@ -146,7 +146,7 @@ func (t *telemetry) clientObserver(cfg *config.Config, log *slog.Logger) func(ou
 		}
 		t.metrics.TFO(metrics.LegClient, h.TFO)
 		log.Debug("trojan handshake", "server", h.Server, "tfo", h.TFO.String(), "hello_bytes", h.HelloBytes,
-			"resumed", h.Resumed, "duration", h.Duration, "err", h.Err)
+			"resumed", h.Resumed, "raced", h.Raced, "duration", h.Duration, "err", h.Err)
 		if useTFO && h.Resumed {
 			resumedOnce.Do(func() {
 				if h.HelloBytes <= limit {

@@ -115,15 +115,30 @@ func tlsDial(t testing.TB, addr string) *tls.Conn {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
+// The kernel may hand the same ephemeral port out again once it is closed, so two calls in one test
+// (server and client) could collide: ports given out are remembered and never given twice.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // waitListening waits until addr accepts TCP connections or p exits.
 func waitListening(t testing.TB, p *proc, addr string) {

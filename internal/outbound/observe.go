@@ -16,6 +16,7 @@ type HandshakeInfo struct {
 	HelloBytes int           // size of the first write: the ClientHello record, what a TFO SYN must carry
 	Resumed    bool          // the TLS session was resumed
 	Err        error         // nil when the handshake succeeded
+	Raced      bool          // a plain connection was raced alongside a late TFO attempt (Trojan.Paths)
 }
 
 // firstWrite records the size of the first write on the connection below TLS (the ClientHello).

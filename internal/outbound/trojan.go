@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"syscall"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
@@ -28,6 +30,15 @@ type Trojan struct {
 	// Observe, if set, is called after every handshake attempt (from the goroutine that called
 	// Handshake) with its duration, TFO outcome and ClientHello size.
 	Observe func(HandshakeInfo)
+	// Paths, if set, is the per-server TFO memory (DESIGN.md 3.5): Dial is then used only while TFO
+	// works on the path to the server, DialPlain otherwise, and a TFO attempt whose handshake is late
+	// races a DialPlain connection (see handshakeRaced). Observe then sees the connection kept.
+	Paths *pathstate.Table
+	// DialPlain opens a TCP connection without TFO, for Paths; nil means a net.Dialer.
+	DialPlain func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolve, with Paths, finds the addresses of a server name, which are then raced (RFC 8305
+	// style, judged by TLS handshake completion); nil means net.DefaultResolver.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // MaxFirstPayload is how many bytes of application data may ride with the header: header plus
@@ -42,6 +53,9 @@ func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if t.Paths != nil {
+		return t.handshakeRaced(ctx, timeout)
+	}
 	dial := t.Dial
 	if dial == nil {
 		d := &net.Dialer{}

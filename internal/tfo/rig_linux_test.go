@@ -1,6 +1,7 @@
 package tfo_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 	"github.com/fastrojan/fastrojan/internal/users"
@@ -35,8 +37,14 @@ import (
 type rigOptions struct {
 	RTT                                 time.Duration
 	ClientTFO, ServerListen, ServerDial bool
-	ServerSysctl                        int  // netlab.HostOptions semantics; 0 = 3
-	SessionTickets                      bool // server issues tickets (trojan-gfw default: off)
+	ServerSysctl                        int              // netlab.HostOptions semantics; 0 = 3
+	SessionTickets                      bool             // server issues tickets (trojan-gfw default: off)
+	Paths                               *pathstate.Table // client's per-server TFO memory; nil: none
+	ServerLog                           *slog.Logger     // the server's log; nil: discarded
+	// ServerName, if set, is what the client dials instead of the server's address, resolved by
+	// Resolve (with Paths).
+	ServerName string
+	Resolve    func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // rig is the real client and server, in process, on a lab path: an HTTP application on the client
@@ -49,6 +57,7 @@ type rig struct {
 	socksAddr string
 	url       string
 	rtt       time.Duration
+	srv       *server.Server
 
 	mu         sync.Mutex
 	handshakes []outbound.HandshakeInfo
@@ -139,7 +148,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		Users:     users.NewStatic([]string{password}),
 		Fallback:  "127.0.0.1:9",
 		Dial:      plainDial(p.Server).DialContext,
-		Logger:    quiet(),
+		Logger:    cmp.Or(o.ServerLog, quiet()),
 		OnConn: func(ci server.ConnInfo) {
 			r.mu.Lock()
 			r.conns = append(r.conns, ci)
@@ -154,6 +163,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	sln := listenIn(t, p.Server, netip.AddrPortFrom(p.ServerAddr.V4, 443).String(), o.ServerListen)
+	r.srv = srv
 	go func() { _ = srv.Serve(sln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
@@ -174,11 +184,14 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	}
 	cl, err := client.New(client.Options{
 		Outbound: &outbound.Trojan{
-			Server:           netip.AddrPortFrom(p.ServerAddr.V4, 443).String(),
+			Server:           cmp.Or(o.ServerName, netip.AddrPortFrom(p.ServerAddr.V4, 443).String()),
+			Resolve:          o.Resolve,
 			TLS:              ctls,
 			Hash:             trojan.HashPassword(password),
 			HandshakeTimeout: 5 * time.Second,
 			Dial:             dial.DialContext,
+			Paths:            o.Paths,
+			DialPlain:        plainDial(p.Client).DialContext,
 			Observe: func(h outbound.HandshakeInfo) {
 				r.mu.Lock()
 				r.handshakes = append(r.handshakes, h)

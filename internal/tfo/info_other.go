@@ -1,6 +1,6 @@
 //go:build !linux
 
-package doctor
+package tfo
 
 import (
 	"errors"
@@ -13,3 +13,6 @@ import (
 func KernelRTT(net.Conn) (time.Duration, error) {
 	return 0, fmt.Errorf("tcpi_rtt: %w", errors.ErrUnsupported)
 }
+
+// SYNUnanswered reports false: the kernel's view of a connection is read on Linux only.
+func SYNUnanswered(net.Conn) bool { return false }

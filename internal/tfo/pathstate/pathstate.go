@@ -1,0 +1,441 @@
+// Package pathstate remembers, per server address, whether TCP Fast Open works on the path to it,
+// so that TFO is a no-regret setting (DESIGN.md 3.5): the kernel no longer backs off by itself when a
+// middlebox drops SYNs that carry data, so every such connection would wait about a second for a
+// SYN retransmit.
+//
+// A Table holds one state per server address:
+//
+//   - working: connections use TFO, raced by a plain connection if the TLS handshake is late;
+//   - suspect: one TFO handshake stalled without proof of why; TFO is still tried (raced);
+//   - disabled: the path dropped or refused SYN data; connections go plain until a time that backs
+//     off exponentially (bounded, with jitter) on each failed probe;
+//   - probing: the time is up; one connection at a time tries TFO again, the others go plain. A
+//     probe whose SYN data is acknowledged restores working.
+//
+// The caller asks Plan before each connection and tells Report what happened (the kernel's TFO
+// outcome, whether a plain connection was raced and which won). "Data not accepted" alone does not
+// disable TFO (the data is sent again at once, costing no round trip): it is counted. State lives in
+// memory only; Snapshot shows it, with the reason of the last change, for metrics and logs.
+package pathstate
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/tfo"
+)
+
+// State is the TFO state of the path to one server address.
+type State uint8
+
+// States. The zero value is Working: a server not seen yet gets TFO.
+const (
+	Working State = iota
+	Suspect
+	Disabled
+	Probing
+)
+
+var stateNames = [...]string{Working: "working", Suspect: "suspect", Disabled: "disabled", Probing: "probing"}
+
+// String is the state's name in logs and metric labels.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// States lists every state, in order (for metrics that pre-create their series).
+func States() []State { return []State{Working, Suspect, Disabled, Probing} }
+
+// Defaults of Options.
+const (
+	DefaultBackoff      = time.Minute
+	DefaultMaxBackoff   = time.Hour
+	DefaultJitter       = 0.2
+	DefaultRaceDelay    = 250 * time.Millisecond // before any RTT is known: RFC 8305's connection attempt delay
+	DefaultMinMargin    = 25 * time.Millisecond
+	DefaultProbeTimeout = 30 * time.Second
+	DefaultNoCookie     = 3
+)
+
+// Options tune a Table. Zero values mean the defaults.
+type Options struct {
+	Backoff      time.Duration // first period TFO stays disabled; doubles on each failed probe; default 1m
+	MaxBackoff   time.Duration // bound of the period; default 1h
+	Jitter       float64       // a random fraction up to this much is taken off each period (0..1); default 0.2
+	RaceDelay    time.Duration // racing delay before the server's RTT is known; default 250ms
+	MinMargin    time.Duration // least slack added to an expected handshake time; default 25ms
+	ProbeTimeout time.Duration // a probe that reports nothing for this long frees the probe slot; default 30s
+	NoCookie     int           // cookie requests in a row after which the state says no cookie comes; default 3
+
+	Now    func() time.Time // clock; nil means time.Now
+	Rand   func() float64   // uniform in [0, 1); nil means math/rand/v2
+	Logger *slog.Logger     // one line per state change; nil means slog.Default()
+}
+
+// Table is the TFO state of every server address seen. It is safe for concurrent use.
+type Table struct {
+	opts Options
+
+	mu      sync.Mutex
+	servers map[string]*server
+}
+
+// server is the memory about one address.
+type server struct {
+	state   State
+	reason  string
+	since   time.Time
+	until   time.Time     // disabled: TFO is tried again from then on
+	backoff time.Duration // length of the next disabled period, before jitter
+	probe   time.Time     // probing: when the probe in flight started; zero: none in flight
+
+	srtt     time.Duration // smoothed tcpi_rtt of earlier connections; 0: none yet
+	accepted time.Duration // smoothed dial-to-handshake time of TFO connections whose data was accepted
+	last     tfo.Outcome   // last outcome the kernel reported for a TFO attempt
+	noCookie int           // cookie requests in a row
+
+	unreachable time.Time // until then the address goes last when a name has several (Order)
+
+	transitions [len(stateNames)]uint64
+	outcomes    [tfo.Unsupported + 1]uint64
+	races       uint64
+	wonTFO      uint64
+	wonPlain    uint64
+}
+
+// New returns an empty Table.
+func New(opts Options) *Table {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.Backoff, DefaultBackoff)
+	def(&opts.MaxBackoff, DefaultMaxBackoff)
+	def(&opts.RaceDelay, DefaultRaceDelay)
+	def(&opts.MinMargin, DefaultMinMargin)
+	def(&opts.ProbeTimeout, DefaultProbeTimeout)
+	opts.MaxBackoff = max(opts.MaxBackoff, opts.Backoff)
+	if opts.Jitter <= 0 || opts.Jitter > 1 {
+		opts.Jitter = DefaultJitter
+	}
+	if opts.NoCookie <= 0 {
+		opts.NoCookie = DefaultNoCookie
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Table{opts: opts, servers: make(map[string]*server)}
+}
+
+// Plan is what one connection to a server does.
+type Plan struct {
+	Server string
+	// TFO: dial with TCP Fast Open. False: dial plainly and do not race.
+	TFO bool
+	// Probe: this is the one connection that tries TFO again after it was disabled.
+	Probe bool
+	// The attempt is late when its dial has not returned after RaceDial, or its TLS handshake has
+	// not completed RaceHandshake after the dial returned. A late TFO attempt gets a plain connection
+	// raced alongside; a late attempt on one of several addresses also starts the next address.
+	RaceDial, RaceHandshake time.Duration
+}
+
+// Plan returns what the next connection to addr does, and marks a probe as in flight when it is one.
+func (t *Table) Plan(addr string) Plan {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.opts.Now()
+	s := t.get(addr, now)
+	p := Plan{Server: addr}
+	p.RaceDial, p.RaceHandshake = t.delays(s, false)
+	switch s.state {
+	case Disabled:
+		if now.Before(s.until) {
+			return p
+		}
+		t.set(addr, s, Probing, "disabled period over: one connection tries TFO again", now)
+		fallthrough
+	case Probing:
+		if !s.probe.IsZero() && now.Sub(s.probe) < t.opts.ProbeTimeout {
+			return p
+		}
+		s.probe = now
+		p.Probe = true
+	}
+	p.TFO = true
+	p.RaceDial, p.RaceHandshake = t.delays(s, true)
+	return p
+}
+
+// delays returns the racing delays for s: an expected time plus a margin of half an RTT (at least
+// MinMargin). The dial is expected to take one RTT (without a cookie it waits for the SYN-ACK; with
+// one it returns at once); the handshake one RTT after it, two when the server last did not accept
+// the SYN data (the data is sent again after the SYN-ACK) and TFO is used.
+func (t *Table) delays(s *server, viaTFO bool) (dial, handshake time.Duration) {
+	if s.srtt <= 0 {
+		return t.opts.RaceDelay, t.opts.RaceDelay
+	}
+	margin := max(s.srtt/2, t.opts.MinMargin)
+	expect := s.srtt
+	if viaTFO && s.last == tfo.DataNotAccepted {
+		expect = 2 * s.srtt
+	}
+	return s.srtt + margin, max(expect+margin, s.accepted+margin/2)
+}
+
+// Winner says which connection completed its TLS handshake first.
+type Winner uint8
+
+// Winners.
+const (
+	NoWinner Winner = iota // both failed
+	WonTFO
+	WonPlain
+)
+
+// Result is what happened to one connection made after Plan.
+type Result struct {
+	Plan Plan
+	// Outcome is the kernel's TFO outcome of the TFO attempt, read when it ended or was abandoned
+	// (NotAttempted when the kernel did not know yet).
+	Outcome tfo.Outcome
+	// Raced: a plain connection was started alongside the TFO attempt.
+	Raced  bool
+	Winner Winner
+	// SYNUnanswered: when the plain connection won, the TFO attempt's SYN (with data) had still had
+	// no answer.
+	SYNUnanswered bool
+	// TFOErr: the TFO attempt failed by itself (not abandoned for the winner).
+	TFOErr error
+	// RTT is tcpi_rtt of the winning connection (0: unknown).
+	RTT time.Duration
+	// Handshake is, for a TFO winner, the time from the dial's return to the TLS handshake's end.
+	Handshake time.Duration
+	// Unreachable: the address is one of several for a name, another won, and no connection to
+	// this one got an answer. Order puts it last for the back-off period.
+	Unreachable bool
+}
+
+// Report feeds the result of a connection planned with Plan into the server's state.
+func (t *Table) Report(r Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.opts.Now()
+	addr := r.Plan.Server
+	s := t.get(addr, now)
+	if r.RTT > 0 {
+		if s.srtt == 0 {
+			s.srtt = r.RTT
+		} else {
+			s.srtt += (r.RTT - s.srtt) / 4
+		}
+	}
+	switch {
+	case r.Winner != NoWinner:
+		s.unreachable = time.Time{}
+	case r.Unreachable:
+		s.unreachable = now.Add(t.opts.Backoff)
+		t.opts.Logger.Debug("tfo path: address did not answer; tried last for a while", "server", addr, "until", s.unreachable.Format(time.RFC3339))
+	}
+	if !r.Plan.TFO {
+		return
+	}
+	if r.Plan.Probe {
+		s.probe = time.Time{}
+	}
+	if r.Raced {
+		s.races++
+		switch r.Winner {
+		case WonTFO:
+			s.wonTFO++
+		case WonPlain:
+			s.wonPlain++
+		}
+	}
+	if int(r.Outcome) < len(s.outcomes) {
+		s.outcomes[r.Outcome]++
+	}
+	if r.Outcome != tfo.NotAttempted {
+		s.last = r.Outcome
+	}
+	if r.Outcome == tfo.CookieRequested {
+		s.noCookie++
+	} else if r.Outcome != tfo.NotAttempted {
+		s.noCookie = 0
+	}
+	if r.Winner == WonTFO && r.Outcome == tfo.Accepted && r.Handshake > 0 {
+		if s.accepted == 0 {
+			s.accepted = r.Handshake
+		} else {
+			s.accepted += (r.Handshake - s.accepted) / 4
+		}
+	}
+
+	switch {
+	case r.Outcome == tfo.SYNDataDropped:
+		t.disable(addr, s, "the kernel saw the SYN with data go unanswered and retried without data (SYN data dropped on the path)", now)
+	case r.Winner == WonPlain && r.SYNUnanswered:
+		t.disable(addr, s, "the SYN with data got no answer while a plain SYN to the same server did (SYN data dropped on the path)", now)
+	case r.Winner == WonPlain && r.TFOErr != nil:
+		t.disable(addr, s, "the TFO connection failed ("+r.TFOErr.Error()+") while a plain one succeeded", now)
+	case r.Winner == WonPlain:
+		// The SYN was answered but the handshake stalled: a middlebox, or a slow server.
+		if s.state == Working {
+			t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
+		} else if s.state != Disabled {
+			t.disable(addr, s, "TFO handshakes stalled twice in a row while plain connections finished first", now)
+		}
+	case r.Winner == WonTFO && (r.Outcome == tfo.Accepted || r.Outcome == tfo.DataNotAccepted):
+		// The SYN with data was answered: the path lets it through.
+		s.backoff = 0
+		reason := "the server acknowledged the data in the SYN"
+		if r.Outcome == tfo.DataNotAccepted {
+			reason = "the SYN with data was answered (the server did not accept the data; counted, not disabling)"
+		}
+		if s.state != Working {
+			t.set(addr, s, Working, reason, now)
+		}
+	case r.Winner == WonTFO && r.Outcome == tfo.CookieRequested && s.noCookie == t.opts.NoCookie && s.state == Working:
+		t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
+			" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
+	}
+}
+
+// disable switches TFO off for the server for its back-off period, less a random jitter, and
+// doubles the next period up to MaxBackoff.
+func (t *Table) disable(addr string, s *server, reason string, now time.Time) {
+	if s.state == Disabled {
+		return // a late report from a connection planned before: already off
+	}
+	if s.backoff <= 0 {
+		s.backoff = t.opts.Backoff
+	}
+	d := s.backoff
+	d -= time.Duration(float64(d) * t.opts.Jitter * t.opts.Rand())
+	s.until = now.Add(d)
+	s.backoff = min(2*s.backoff, t.opts.MaxBackoff)
+	s.probe = time.Time{}
+	t.set(addr, s, Disabled, reason, now)
+}
+
+func (t *Table) set(addr string, s *server, to State, reason string, now time.Time) {
+	from := s.state
+	s.state, s.reason = to, reason
+	if from != to {
+		s.since = now
+		s.transitions[to]++
+	}
+	level := slog.LevelInfo
+	if to == Probing || to == Suspect {
+		level = slog.LevelDebug
+	}
+	attrs := []any{"server", addr, "from", from.String(), "to", to.String(), "reason", reason}
+	if to == Disabled {
+		attrs = append(attrs, "until", s.until.Format(time.RFC3339), "for", s.until.Sub(now).Round(time.Millisecond))
+	}
+	t.opts.Logger.Log(context.Background(), level, "tfo path state", attrs...)
+}
+
+func (t *Table) get(addr string, now time.Time) *server {
+	s := t.servers[addr]
+	if s == nil {
+		s = &server{since: now, reason: "no connection yet"}
+		t.servers[addr] = s
+	}
+	return s
+}
+
+// Order returns addrs (the addresses of one server name, in the order to try them) with those that
+// recently did not answer while another address did moved to the end, keeping the order otherwise.
+func (t *Table) Order(addrs []string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.opts.Now()
+	out := slices.Clone(addrs)
+	slices.SortStableFunc(out, func(a, b string) int {
+		return cmp.Compare(t.down(a, now), t.down(b, now))
+	})
+	return out
+}
+
+func (t *Table) down(addr string, now time.Time) int {
+	if s := t.servers[addr]; s != nil && now.Before(s.unreachable) {
+		return 1
+	}
+	return 0
+}
+
+// ServerState is a copy of the state of one server address.
+type ServerState struct {
+	Server string
+	State  State
+	Reason string    // why the state is what it is (the last change, or what the connections show)
+	Since  time.Time // when the state was entered
+	Until  time.Time // disabled: when TFO is tried again
+
+	UnreachableUntil time.Time // until then the address is tried last (Order); zero: reachable
+
+	SRTT                    time.Duration // smoothed tcpi_rtt of its connections; 0: none yet
+	RaceDial, RaceHandshake time.Duration // the racing delays the next TFO connection gets
+
+	Transitions [len(stateNames)]uint64     // entries into each State
+	Outcomes    [tfo.Unsupported + 1]uint64 // kernel TFO outcomes of its TFO attempts, by tfo.Outcome
+	Races       uint64                      // plain connections started alongside a TFO attempt
+	RacesWonTFO uint64                      // races the TFO attempt won
+	RacesPlain  uint64                      // races the plain connection won
+}
+
+// Snapshot returns the state of every server address seen, sorted by address.
+func (t *Table) Snapshot() []ServerState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ServerState, 0, len(t.servers))
+	for addr, s := range t.servers {
+		out = append(out, t.copy(addr, s))
+	}
+	slices.SortFunc(out, func(a, b ServerState) int { return cmp.Compare(a.Server, b.Server) })
+	return out
+}
+
+// Server returns the state of one server address, and false if it was never seen.
+func (t *Table) Server(addr string) (ServerState, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.servers[addr]
+	if !ok {
+		return ServerState{Server: addr}, false
+	}
+	return t.copy(addr, s), true
+}
+
+func (t *Table) copy(addr string, s *server) ServerState {
+	st := ServerState{
+		Server: addr, State: s.state, Reason: s.reason, Since: s.since, SRTT: s.srtt,
+		Transitions: s.transitions, Outcomes: s.outcomes,
+		Races: s.races, RacesWonTFO: s.wonTFO, RacesPlain: s.wonPlain,
+	}
+	if s.state == Disabled {
+		st.Until = s.until
+	}
+	st.RaceDial, st.RaceHandshake = t.delays(s, s.state == Working || s.state == Suspect)
+	if now := t.opts.Now(); now.Before(s.unreachable) {
+		st.UnreachableUntil = s.unreachable
+	}
+	return st
+}
