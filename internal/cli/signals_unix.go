@@ -1,0 +1,34 @@
+//go:build unix
+
+package cli
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// onReload calls fn on every SIGUSR1 (trojan-gfw reloads its certificate on it) until stop is called.
+func onReload(fn func()) (stop func()) { return onSignal(syscall.SIGUSR1, fn) }
+
+// onHangup calls fn on every SIGHUP (the farm secret is re-read) until stop is called.
+func onHangup(fn func()) (stop func()) { return onSignal(syscall.SIGHUP, fn) }
+
+// onSignal calls fn on every sig until stop is called; stop waits for a running fn to return.
+func onSignal(sig os.Signal, fn func()) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-ch:
+				fn()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done); <-stopped }
+}
