@@ -173,6 +173,8 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 			Dial:             clientDial(cfg, log),
 			Observe:          telemetryOf(tel).clientObserver(cfg, log),
 			Paths:            telemetryOf(tel).clientPaths(cfg, log),
+			DialPlain:        plainDial(cfg.TCP),
+			PreferIPv4:       cfg.TCP.PreferIPv4,
 		},
 		OnTunnelClosed:   telemetryOf(tel).clientTunnelClosed(),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),

@@ -68,11 +68,49 @@ type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error
 // plainDial is the dial used where TCP Fast Open is off; nil when t changes nothing, so callers keep
 // their defaults.
 func plainDial(t config.TCP) dialFunc {
-	if t.KeepAlive && t.NoDelay {
+	if t.KeepAlive && t.NoDelay && !t.PreferIPv4 {
 		return nil
 	}
 	d := baseDialer(t)
-	return withNoDelay(t, d.DialContext)
+	return withTCPDialOptions(t, d.DialContext)
+}
+
+// withTCPDialOptions applies tcp.no_delay and tcp.prefer_ipv4 to what dial makes.
+func withTCPDialOptions(t config.TCP, dial dialFunc) dialFunc {
+	return withPreferIPv4(t, withNoDelay(t, dial))
+}
+
+// withPreferIPv4 dials a name over IPv4 first when tcp.prefer_ipv4 is set (as trojan-gfw orders the
+// resolver's answers), then over IPv6 if that fails; addresses and other networks pass through.
+func withPreferIPv4(t config.TCP, dial dialFunc) dialFunc {
+	if !t.PreferIPv4 || dial == nil {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if network != "tcp" || err != nil || net.ParseIP(host) != nil {
+			return dial(ctx, network, addr)
+		}
+		c, err4 := dial(ctx, "tcp4", addr)
+		if err4 == nil {
+			return c, nil
+		}
+		c, err6 := dial(ctx, "tcp6", addr)
+		if err6 == nil {
+			return c, nil
+		}
+		var dnsErr *net.DNSError
+		if errors.As(err4, &dnsErr) || isNoSuitableAddress(err4) {
+			return nil, err6 // the name has no IPv4 address: IPv6's error is the one that matters
+		}
+		return nil, err4
+	}
+}
+
+// isNoSuitableAddress reports the error of a tcp4 dial to a name without IPv4 addresses.
+func isNoSuitableAddress(err error) bool {
+	var ae *net.AddrError
+	return errors.As(err, &ae) && ae.Err == "no suitable address found"
 }
 
 // withNoDelay turns TCP_NODELAY off on what dial returns when tcp.no_delay is false.

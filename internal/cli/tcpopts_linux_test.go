@@ -88,3 +88,4 @@ func TestTCPOptionsNoDelayKeepAlive(t *testing.T) {
 		})
 	}
 }
+

@@ -75,7 +75,7 @@ func serverDialFirst(cfg *config.Config, log *slog.Logger) func(context.Context,
 		return nil
 	}
 	d := &tfo.Dialer{Dialer: baseDialer(cfg.TCP), Logger: log}
-	return withNoDelay(cfg.TCP, d.DialContext)
+	return withTCPDialOptions(cfg.TCP, d.DialContext)
 }
 
 // serverOnConn reports each finished server connection to metrics.
@@ -127,7 +127,7 @@ func clientDial(cfg *config.Config, log *slog.Logger) func(context.Context, stri
 		return plainDial(cfg.TCP)
 	}
 	d := &tfo.Dialer{Dialer: baseDialer(cfg.TCP), Logger: log}
-	return withNoDelay(cfg.TCP, d.DialContext)
+	return withTCPDialOptions(cfg.TCP, d.DialContext)
 }
 
 // clientObserver logs each handshake with the server at debug level with its TFO outcome, reports it

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/tfo"
@@ -147,10 +148,14 @@ func (t *Trojan) serverAddrs(ctx context.Context) ([]string, error) {
 	if len(ips) == 0 {
 		return nil, fmt.Errorf("resolve trojan server %s: no addresses", host)
 	}
+	firstIs4 := ips[0].Unmap().Is4()
+	if t.PreferIPv4 && slices.ContainsFunc(ips, func(ip netip.Addr) bool { return ip.Unmap().Is4() }) {
+		firstIs4 = true
+	}
 	var first, second []netip.Addr
 	for _, ip := range ips {
 		ip = ip.Unmap()
-		if ip.Is4() == ips[0].Unmap().Is4() {
+		if ip.Is4() == firstIs4 {
 			first = append(first, ip)
 		} else {
 			second = append(second, ip)

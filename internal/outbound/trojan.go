@@ -39,6 +39,9 @@ type Trojan struct {
 	// Resolve, with Paths, finds the addresses of a server name, which are then raced (RFC 8305
 	// style, judged by TLS handshake completion); nil means net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// PreferIPv4, with Paths, tries a server name's IPv4 addresses first (trojan-gfw's
+	// tcp.prefer_ipv4); otherwise the resolver's first address decides which family goes first.
+	PreferIPv4 bool
 }
 
 // MaxFirstPayload is how many bytes of application data may ride with the header: header plus
