@@ -88,4 +88,3 @@ func TestTCPOptionsNoDelayKeepAlive(t *testing.T) {
 		})
 	}
 }
-
