@@ -67,7 +67,15 @@ func newFakeServer(t *testing.T) *fakeServer {
 
 func startClient(t *testing.T, s *fakeServer, hash trojan.Hash) string {
 	t.Helper()
-	c, err := New(Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: hash}})
+	_, addr := serveClient(t, Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: hash}})
+	return addr
+}
+
+// serveClient runs a client with opts on a loopback listener and shuts it down at cleanup, checking
+// that both the shutdown and Serve end cleanly.
+func serveClient(t testing.TB, opts Options) (*Client, string) {
+	t.Helper()
+	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +95,7 @@ func startClient(t *testing.T, s *fakeServer, hash trojan.Hash) string {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return c, ln.Addr().String()
 }
 
 func socksConnect(t *testing.T, proxy string, dest trojan.Addr) net.Conn {

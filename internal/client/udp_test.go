@@ -71,27 +71,8 @@ func startTunnel(t testing.TB, mod func(*Options)) *tunnelEnv {
 	if mod != nil {
 		mod(&opts)
 	}
-	c, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := c.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return &tunnelEnv{proxy: ln.Addr().String(), client: c, server: srv, dials: &dials}
+	c, proxy := serveClient(t, opts)
+	return &tunnelEnv{proxy: proxy, client: c, server: srv, dials: &dials}
 }
 
 // socksAssociate opens a SOCKS5 UDP ASSOCIATE and returns the control connection and relay address.
