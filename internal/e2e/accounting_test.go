@@ -143,7 +143,10 @@ func serveSink(c *net.TCPConn) {
 }
 
 // startFallbackSite answers anything with "FALLBACK" and closes.
-func startFallbackSite(t testing.TB) string {
+func startFallbackSite(t testing.TB) string { return startReplier(t, "FALLBACK") }
+
+// startReplier is a TCP server that writes reply as soon as a byte arrives, then closes.
+func startReplier(t testing.TB, reply string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +163,7 @@ func startFallbackSite(t testing.TB) string {
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 				b := make([]byte, 1)
 				if _, err := c.Read(b); err == nil {
-					_, _ = io.WriteString(c, "FALLBACK")
+					_, _ = io.WriteString(c, reply)
 				}
 			}()
 		}
@@ -562,30 +565,7 @@ func median(ds []time.Duration) time.Duration {
 }
 
 // startGreeter is a target that says "hello" as soon as something arrives.
-func startGreeter(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err == nil {
-					_, _ = io.WriteString(c, "hello")
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+func startGreeter(t testing.TB) string { return startReplier(t, "hello") }
 
 // startDelayProxy forwards TCP to target, holding every chunk for delay in each direction.
 func startDelayProxy(t testing.TB, target string, delay time.Duration) string {

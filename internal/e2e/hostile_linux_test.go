@@ -25,15 +25,7 @@ func TestBinaryHostilePathDropSYNData(t *testing.T) {
 	cert, key := certFiles(t, dir)
 
 	originAddr := netip.AddrPortFrom(p.OriginAddr.V4, 80).String()
-	var oln net.Listener
-	if err := p.Origin.Do(func() (err error) { oln, err = net.Listen("tcp", originAddr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "origin page\n")
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go origin.Serve(oln)
-	t.Cleanup(func() { origin.Close() })
+	startLabOrigin(t, p, originAddr, func() (net.Listener, error) { return net.Listen("tcp", originAddr) })
 
 	serverAddr := netip.AddrPortFrom(p.ServerAddr.V4, 443).String()
 	scfg := writeJSON(t, dir, "server.json", map[string]any{

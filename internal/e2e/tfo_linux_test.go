@@ -107,18 +107,9 @@ func TestBinaryTFOEndToEnd(t *testing.T) {
 
 	// Origin web page on its own host behind the server, accepting TFO.
 	originAddr := netip.AddrPortFrom(p.OriginAddr.V4, 80).String()
-	var oln net.Listener
-	if err := p.Origin.Do(func() (err error) {
-		oln, err = tfo.Listen(context.Background(), "tcp", originAddr, 16, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "origin page\n")
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go origin.Serve(oln)
-	t.Cleanup(func() { origin.Close() })
+	startLabOrigin(t, p, originAddr, func() (net.Listener, error) {
+		return tfo.Listen(context.Background(), "tcp", originAddr, 16, nil)
+	})
 
 	serverAddr := netip.AddrPortFrom(p.ServerAddr.V4, 443).String()
 	scfg := writeJSON(t, dir, "server.json", map[string]any{
@@ -250,4 +241,19 @@ func TestDemoReportsRealOutcome(t *testing.T) {
 			t.Errorf("sysctl 1: every fetch should show tfo: cookie_requested:\n%s", s)
 		}
 	}
+}
+
+// startLabOrigin serves "origin page" over HTTP on the listener listen makes inside the lab's origin
+// host, until the test ends.
+func startLabOrigin(t *testing.T, p *netlab.Path, addr string, listen func() (net.Listener, error)) {
+	t.Helper()
+	var ln net.Listener
+	if err := p.Origin.Do(func() (err error) { ln, err = listen(); return err }); err != nil {
+		t.Fatalf("origin listen %s: %v", addr, err)
+	}
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "origin page\n")
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go origin.Serve(ln)
+	t.Cleanup(func() { origin.Close() })
 }
