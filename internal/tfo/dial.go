@@ -59,6 +59,18 @@ func (d *Dialer) warn(msg string, args ...any) {
 	})
 }
 
+// DefaultQueueLen is the TFO queue length Listen uses for qlen < 1 (trojan-gfw's fast_open_qlen).
+const DefaultQueueLen = 20
+
+// Listen listens on addr with TCP_FASTOPEN set to qlen (pending TFO children; the kernel caps it at
+// net.core.somaxconn) and MPTCP off (DESIGN.md 3.6). If TFO cannot work on it (the option is
+// refused, the namespace's net.ipv4.tcp_fastopen lacks the server bit 0x2, or the OS is not Linux)
+// the listener works without it and log gets one warning naming the fix. log nil means
+// slog.Default().
+func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
+	return ListenConfig{}.Listen(ctx, network, addr, qlen, log)
+}
+
 // ListenConfig carries the ordinary listener settings (KeepAlive, KeepAliveConfig, Control) into a
 // TFO listener; see its Listen method.
 type ListenConfig net.ListenConfig

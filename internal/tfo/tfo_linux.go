@@ -45,17 +45,6 @@ func (d *Dialer) enable(network string, c syscall.RawConn) error {
 	return fmt.Errorf("tfo: setsockopt TCP_FASTOPEN_CONNECT: %w", serr)
 }
 
-// DefaultQueueLen is the TFO queue length Listen uses for qlen < 1 (trojan-gfw's fast_open_qlen).
-const DefaultQueueLen = 20
-
-// Listen listens on addr with TCP_FASTOPEN set to qlen (pending TFO children; the kernel caps it at
-// net.core.somaxconn) and MPTCP off (DESIGN.md 3.6). If TFO cannot work on it (the option is
-// refused, or the namespace's net.ipv4.tcp_fastopen lacks the server bit 0x2) the listener works
-// without it and log gets one warning naming the fix. log nil means slog.Default().
-func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
-	return ListenConfig{}.Listen(ctx, network, addr, qlen, log)
-}
-
 // Listen is the package's Listen on top of lc: lc's KeepAlive settings and Control (run first, for
 // options such as SO_REUSEPORT that must be set before bind) are kept; MPTCP is off.
 func (lc ListenConfig) Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {

@@ -18,14 +18,6 @@ func (d *Dialer) enable(string, syscall.RawConn) error {
 	return nil
 }
 
-// DefaultQueueLen is the TFO queue length Listen uses for qlen < 1 (trojan-gfw's fast_open_qlen).
-const DefaultQueueLen = 20
-
-// Listen listens on addr without TFO (not supported on this OS) and logs one warning saying so.
-func Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
-	return ListenConfig{}.Listen(ctx, network, addr, qlen, log)
-}
-
 // Listen listens on top of lc, without TCP Fast Open on this OS; MPTCP is off.
 func (lc ListenConfig) Listen(ctx context.Context, network, addr string, qlen int, log *slog.Logger) (*net.TCPListener, error) {
 	if log == nil {
