@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fastrojan/fastrojan/internal/doctor"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
@@ -227,10 +226,13 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 		return c, nil
 	}
 	var kept tfo.Outcome // the outcome of the connection kept, with Paths
-	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout, Dial: recDial,
+	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout, DialPlain: recDial,
 		Observe: func(hi outbound.HandshakeInfo) { s.Hello, kept = hi.HelloBytes, hi.TFO }}
-	if mode == ModeTFO && r.opts.Paths != nil {
-		ob.Paths, ob.DialPlain = r.opts.Paths, r.opts.DialPlain
+	if mode == ModeTFO {
+		ob.DialTFO = recDial
+		if r.opts.Paths != nil {
+			ob.Paths, ob.DialPlain = r.opts.Paths, r.opts.DialPlain
+		}
 	}
 	start := time.Now()
 	n := r.opts.RequestsPerConn
@@ -238,7 +240,7 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 	if raw != nil {
 		defer raw.Close()
 		_ = r.opts.Do(func() error { s.Outcome = tfo.ClientOutcome(raw).String(); return nil })
-		s.RTT, _ = doctor.KernelRTT(raw)
+		s.RTT, _ = tfo.KernelRTT(raw)
 	}
 	if err != nil {
 		s.Err = err.Error()

@@ -170,7 +170,7 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 			TLS:              tlsCfg,
 			Hash:             trojan.HashPassword(cfg.Password[0]),
 			HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
-			Dial:             clientDial(cfg, log),
+			DialTFO:          clientDialTFO(cfg, log),
 			Observe:          telemetryOf(tel).clientObserver(cfg, log),
 			Paths:            telemetryOf(tel).clientPaths(cfg, log),
 			DialPlain:        plainDial(cfg.TCP),

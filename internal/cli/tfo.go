@@ -120,11 +120,11 @@ func clientTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	return tc, nil
 }
 
-// clientDial is the client's dial to the server: TCP Fast Open when fastrojan.tfo.client (default
-// tcp.fast_open) is on, so the ClientHello rides in the SYN; nil means the ordinary dial.
-func clientDial(cfg *config.Config, log *slog.Logger) func(context.Context, string, string) (net.Conn, error) {
+// clientDialTFO is the client's dial to the server with TCP Fast Open when fastrojan.tfo.client
+// (default tcp.fast_open) is on, so the ClientHello rides in the SYN; nil otherwise.
+func clientDialTFO(cfg *config.Config, log *slog.Logger) func(context.Context, string, string) (net.Conn, error) {
 	if !cfg.TFOClient() {
-		return plainDial(cfg.TCP)
+		return nil
 	}
 	d := &tfo.Dialer{Dialer: baseDialer(cfg.TCP), Logger: log}
 	return withTCPDialOptions(cfg.TCP, d.DialContext)

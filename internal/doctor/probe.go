@@ -124,7 +124,7 @@ func (p *ProbeCheck) once(ctx context.Context, d *tfo.Dialer, tlsCfg *tls.Config
 		a.tlsErr = err // the server answered: the TFO outcome is known all the same
 	}
 	_ = p.Env.do(func() error { a.outcome = tfo.ClientOutcome(raw); return nil })
-	a.rtt, _ = KernelRTT(raw)
+	a.rtt, _ = tfo.KernelRTT(raw)
 	a.cookie = p.cachedCookie(raw.RemoteAddr())
 	return a, nil
 }

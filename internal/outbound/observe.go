@@ -1,7 +1,6 @@
 package outbound
 
 import (
-	"crypto/tls"
 	"net"
 	"time"
 
@@ -35,18 +34,3 @@ func (f *firstWrite) Write(b []byte) (int, error) {
 
 // NetConn returns the connection below.
 func (f *firstWrite) NetConn() net.Conn { return f.Conn }
-
-func (t *Trojan) observe(start time.Time, fw *firstWrite, conn *tls.Conn, err error) {
-	if t.Observe == nil {
-		return
-	}
-	info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: err}
-	if fw != nil {
-		info.HelloBytes = fw.n
-		info.TFO = tfo.ClientOutcome(fw.Conn)
-	}
-	if conn != nil && err == nil {
-		info.Resumed = conn.ConnectionState().DidResume
-	}
-	t.Observe(info)
-}

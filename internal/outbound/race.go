@@ -3,7 +3,6 @@ package outbound
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,12 +13,9 @@ import (
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 )
 
-// dialFunc opens a TCP connection.
-type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// attempt is one TCP connection plus TLS handshake to one server address, run by its own goroutine,
-// which sends an event when the dial returned a connection and one when the attempt ended, and
-// touches the attempt no more after the last.
+// attempt is one TCP connection plus TLS handshake to one server address. In a race it runs in its
+// own goroutine, which sends an event when the dial returned a connection and one when the attempt
+// ended, and touches the attempt no more after the last.
 type attempt struct {
 	target  *target
 	viaTFO  bool
@@ -31,7 +27,7 @@ type attempt struct {
 	conn    *tls.Conn   // set on success, before the done event
 	err     error       // set on failure, before the done event
 
-	// Seen by the coordinator: it reads the fields above only after the matching event.
+	// Seen by the racer: it reads the fields above only after the matching event.
 	seenDial, seenDone bool
 }
 
@@ -51,39 +47,233 @@ type target struct {
 	tfoErr       error
 }
 
-// launch starts an attempt on tg's address; it reports on events, which must have room for both of
-// its events so that it never blocks.
-func (t *Trojan) launch(ctx context.Context, tg *target, dial dialFunc, viaTFO bool, timeout time.Duration, events chan<- event) *attempt {
-	actx, cancel := context.WithCancel(ctx)
-	a := &attempt{target: tg, viaTFO: viaTFO, cancel: cancel, start: time.Now()}
-	tg.running++
-	addr := tg.plan.Server
-	go func() { // owned by handshakeRaced: it waits for the done event of every attempt it launched
-		defer func() { a.end = time.Now(); events <- event{a: a, done: true} }()
-		raw, err := dial(actx, "tcp", addr)
-		if err != nil {
-			a.err = fmt.Errorf("dial trojan server %s: %w", addr, err)
-			return
+// firstAttempt is the attempt the address's plan started with.
+func (tg *target) firstAttempt() *attempt {
+	if tg.plan.TFO {
+		return tg.tfoA
+	}
+	return tg.plainA
+}
+
+// racer is one Handshake with per-server TFO memory (Trojan.Paths). Each address is dialed with TFO
+// or plainly as its state says. A TFO attempt whose dial or TLS handshake is late (by delays derived
+// from the address's measured RTT) gets a plain connection raced alongside; an address whose attempt
+// is late also starts the next address of the name, in the spirit of RFC 8305 but judged by TLS
+// handshake completion, since a TFO connect "succeeds" at once. The first connection to complete
+// its handshake is kept; the others are closed before their handshakes complete, which the server
+// sheds as failed handshakes. What each address showed goes back into its state.
+//
+// One goroutine (the caller of Handshake) runs the racer; the attempts report to it on events.
+type racer struct {
+	t       *Trojan
+	ctx     context.Context
+	timeout time.Duration
+	addrs   []string
+	events  chan event // room for every event of every attempt, so attempts never block
+
+	targets    []*target
+	running    int  // attempts whose done event has not been handled
+	decided    bool // a winner is chosen, or all failed: nothing new starts
+	winner     *attempt
+	lastFailed *attempt
+}
+
+// handshakeRaced runs a racer over the addresses of t.Server.
+func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tls.Conn, error) {
+	start := time.Now()
+	addrs, err := t.serverAddrs(ctx)
+	if err != nil {
+		return t.finish(start, &attempt{err: err}, false)
+	}
+	r := &racer{t: t, ctx: ctx, timeout: timeout, addrs: addrs, events: make(chan event, 2*2*len(addrs))}
+	r.startNext()
+	r.run()
+	for _, res := range r.settle() {
+		t.Paths.Report(res)
+	}
+	if r.winner == nil {
+		if r.lastFailed == nil {
+			r.lastFailed = &attempt{err: fmt.Errorf("connect to trojan server %s: %w", t.Server, ctx.Err())}
 		}
-		a.dialEnd = time.Now()
-		a.fw = &firstWrite{Conn: raw}
-		events <- event{a: a}
-		conn := tls.Client(a.fw, t.TLS)
-		if err := conn.HandshakeContext(actx); err != nil {
-			switch {
-			case errors.Is(err, context.DeadlineExceeded):
-				a.err = fmt.Errorf("tls handshake with %s: no TLS handshake within %s: %w", addr, timeout, err)
-			case connectFailed(err):
-				// With TCP Fast Open the connect completes during the handshake.
-				a.err = fmt.Errorf("connect to trojan server %s: %w", addr, err)
-			default:
-				a.err = fmt.Errorf("tls handshake with %s: %w", addr, err)
+		return t.finish(start, r.lastFailed, false)
+	}
+	tg := r.winner.target
+	return t.finish(start, r.winner, tg.tfoA != nil && tg.plainA != nil)
+}
+
+// run takes in events and late timers until an attempt wins or none is left running.
+func (r *racer) run() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for r.winner == nil && r.running > 0 {
+		var tick <-chan time.Time
+		if next := r.nextLate(); !next.IsZero() {
+			timer.Reset(time.Until(next))
+			tick = timer.C
+		}
+		select {
+		case ev := <-r.events:
+			if a := r.handle(ev); a != nil && a.err == nil {
+				r.winner = a
 			}
-			return
+		case <-tick:
+			r.handleLate(time.Now())
 		}
-		a.conn = conn
+	}
+}
+
+// startNext starts the next address, as its plan says, unless the race is decided.
+func (r *racer) startNext() {
+	if r.decided || len(r.targets) == len(r.addrs) || r.ctx.Err() != nil {
+		return
+	}
+	tg := &target{plan: r.t.Paths.Plan(r.addrs[len(r.targets)])}
+	r.targets = append(r.targets, tg)
+	tg.late = time.Now().Add(tg.plan.RaceDial)
+	if tg.plan.TFO {
+		tg.tfoA = r.launch(tg, true)
+	} else {
+		tg.plainA = r.launch(tg, false)
+	}
+}
+
+// racePlain starts a plain attempt on tg's address alongside its TFO one.
+func (r *racer) racePlain(tg *target) {
+	if !r.decided && tg.plainA == nil && r.ctx.Err() == nil {
+		tg.plainA = r.launch(tg, false)
+	}
+}
+
+// launch starts an attempt on tg's address in its own goroutine, owned by the racer: settle waits
+// for the done event of every attempt launched.
+func (r *racer) launch(tg *target, viaTFO bool) *attempt {
+	actx, cancel := context.WithCancel(r.ctx)
+	a := &attempt{target: tg, viaTFO: viaTFO, cancel: cancel, start: time.Now()}
+	r.running++
+	tg.running++
+	dial := r.t.plainDial()
+	if viaTFO {
+		dial = r.t.tfoDial()
+	}
+	go func() {
+		a.run(actx, dial, tg.plan.Server, r.t.TLS, r.timeout, func() { r.events <- event{a: a} })
+		a.end = time.Now()
+		r.events <- event{a: a, done: true}
 	}()
 	return a
+}
+
+// handle takes in an event; it returns the attempt when it ended.
+func (r *racer) handle(ev event) *attempt {
+	a, tg := ev.a, ev.a.target
+	if !ev.done {
+		a.seenDial = true
+		if !tg.lateFired && a == tg.firstAttempt() {
+			tg.late = a.dialEnd.Add(tg.plan.RaceHandshake)
+		}
+		return nil
+	}
+	a.seenDone = true
+	r.running--
+	tg.running--
+	if a.err != nil {
+		r.lastFailed = a
+		if a == tg.tfoA {
+			tg.tfoErr = a.err
+			r.racePlain(tg) // a path that refuses SYN data may still carry a plain connection
+		}
+		if tg.running == 0 {
+			r.startNext() // this address failed: the next one now
+		}
+	}
+	return a
+}
+
+// nextLate is when the next running address becomes late; zero if none can.
+func (r *racer) nextLate() time.Time {
+	var next time.Time
+	for _, tg := range r.targets {
+		if !tg.lateFired && tg.running > 0 && (next.IsZero() || tg.late.Before(next)) {
+			next = tg.late
+		}
+	}
+	return next
+}
+
+// handleLate races a plain attempt on every address that became late, and starts the next address.
+func (r *racer) handleLate(now time.Time) {
+	for _, tg := range r.targets {
+		if !tg.lateFired && tg.running > 0 && !now.Before(tg.late) {
+			tg.lateFired = true
+			if tg.plan.TFO {
+				r.racePlain(tg)
+			}
+			r.startNext()
+		}
+	}
+}
+
+// settle ends the race: it takes in what already happened, reads from the kernel what each address
+// showed, then stops the losers, waits for every attempt and closes what they left open. It returns
+// one result per address tried.
+func (r *racer) settle() []pathstate.Result {
+	r.decided = true
+	for drained := false; !drained; {
+		select {
+		case ev := <-r.events:
+			r.handle(ev)
+		default:
+			drained = true
+		}
+	}
+	results := make([]pathstate.Result, len(r.targets))
+	for i, tg := range r.targets {
+		results[i] = r.result(tg)
+	}
+	r.eachLoser(func(a *attempt) { a.cancel() })
+	for r.running > 0 {
+		r.handle(<-r.events)
+	}
+	r.eachLoser((*attempt).discard)
+	return results
+}
+
+// result is what tg's address showed, for its path state.
+func (r *racer) result(tg *target) pathstate.Result {
+	res := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil}
+	if a := tg.tfoA; a != nil {
+		if a.seenDial {
+			res.Outcome = tfo.ClientOutcome(a.fw.Conn)
+			res.SYNUnanswered = !a.seenDone && tfo.SYNUnanswered(a.fw.Conn)
+		} else {
+			// Still dialing: without a cookie the kernel waits in connect for the answer to its SYN.
+			res.SYNUnanswered = !a.seenDone
+		}
+	}
+	w := r.winner
+	switch {
+	case w != nil && w.target == tg && w == tg.tfoA:
+		res.Winner, res.RTT, res.Handshake = pathstate.WonTFO, w.rtt(), w.end.Sub(w.dialEnd)
+	case w != nil && w.target == tg:
+		res.Winner, res.RTT = pathstate.WonPlain, w.rtt()
+		if tg.tfoErr != nil && r.ctx.Err() == nil {
+			res.TFOErr = tg.tfoErr
+		}
+	case w != nil:
+		res.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered()
+	}
+	return res
+}
+
+// eachLoser calls fn for every attempt launched but the winner.
+func (r *racer) eachLoser(fn func(*attempt)) {
+	for _, tg := range r.targets {
+		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
+			if a != nil && a != r.winner {
+				fn(a)
+			}
+		}
+	}
 }
 
 // discard closes what an ended attempt left open.
@@ -107,21 +297,12 @@ func (a *attempt) answered() bool {
 	return !tfo.SYNUnanswered(a.fw.Conn)
 }
 
-// plainDial is the dial without TCP Fast Open.
-func (t *Trojan) plainDial() dialFunc {
-	if t.DialPlain != nil {
-		return t.DialPlain
+func (a *attempt) rtt() time.Duration {
+	if a.fw == nil {
+		return 0
 	}
-	d := &net.Dialer{}
-	return d.DialContext
-}
-
-// tfoDial is the dial with TCP Fast Open.
-func (t *Trojan) tfoDial() dialFunc {
-	if t.Dial != nil {
-		return t.Dial
-	}
-	return (&tfo.Dialer{}).DialContext
+	rtt, _ := tfo.KernelRTT(a.fw.Conn)
+	return rtt
 }
 
 // serverAddrs returns the addresses to try for t.Server: the address itself, or the addresses its
@@ -148,8 +329,18 @@ func (t *Trojan) serverAddrs(ctx context.Context) ([]string, error) {
 	if len(ips) == 0 {
 		return nil, fmt.Errorf("resolve trojan server %s: no addresses", host)
 	}
+	addrs := interleave(ips, t.PreferIPv4)
+	for i, a := range addrs {
+		addrs[i] = net.JoinHostPort(a, port)
+	}
+	return t.Paths.Order(addrs), nil
+}
+
+// interleave orders ips by family, alternating, starting with the family of the first (IPv4 when
+// preferIPv4 and there is one).
+func interleave(ips []netip.Addr, preferIPv4 bool) []string {
 	firstIs4 := ips[0].Unmap().Is4()
-	if t.PreferIPv4 && slices.ContainsFunc(ips, func(ip netip.Addr) bool { return ip.Unmap().Is4() }) {
+	if preferIPv4 && slices.ContainsFunc(ips, func(ip netip.Addr) bool { return ip.Unmap().Is4() }) {
 		firstIs4 = true
 	}
 	var first, second []netip.Addr
@@ -170,216 +361,5 @@ func (t *Trojan) serverAddrs(ctx context.Context) ([]string, error) {
 			addrs = append(addrs, second[i].String())
 		}
 	}
-	for i, a := range addrs {
-		addrs[i] = net.JoinHostPort(a, port)
-	}
-	return t.Paths.Order(addrs), nil
-}
-
-// handshakeRaced is Handshake with per-server TFO memory (t.Paths). Each address is dialed with TFO
-// or plainly as its state says. A TFO attempt whose dial or TLS handshake is late (by delays derived
-// from the address's measured RTT) gets a plain connection raced alongside; an address whose attempt
-// is late also starts the next address of the name, in the spirit of RFC 8305 but judged by TLS
-// handshake completion, since a TFO connect "succeeds" at once. The first connection to complete
-// its handshake is kept; the others are closed before their handshakes complete, which the server
-// sheds as failed handshakes. What each address showed goes back into its state.
-func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tls.Conn, error) {
-	start := time.Now()
-	addrs, err := t.serverAddrs(ctx)
-	if err != nil {
-		t.finishRaced(start, &attempt{err: err}, false)
-		return nil, err
-	}
-	events := make(chan event, 2*2*len(addrs))
-	var targets []*target
-	running := 0
-	decided := false // a winner is chosen, or all failed: nothing new starts
-	launch := func(tg *target, viaTFO bool) *attempt {
-		running++
-		if viaTFO {
-			return t.launch(ctx, tg, t.tfoDial(), true, timeout, events)
-		}
-		return t.launch(ctx, tg, t.plainDial(), false, timeout, events)
-	}
-	startNext := func() {
-		if decided || len(targets) == len(addrs) || ctx.Err() != nil {
-			return
-		}
-		tg := &target{plan: t.Paths.Plan(addrs[len(targets)])}
-		targets = append(targets, tg)
-		tg.late = time.Now().Add(tg.plan.RaceDial)
-		if tg.plan.TFO {
-			tg.tfoA = launch(tg, true)
-		} else {
-			tg.plainA = launch(tg, false)
-		}
-	}
-	racePlain := func(tg *target) {
-		if !decided && tg.plainA == nil && ctx.Err() == nil {
-			tg.plainA = launch(tg, false)
-		}
-	}
-	// handle takes in an event; it returns the attempt when it ended.
-	var lastFailed *attempt
-	handle := func(ev event) *attempt {
-		a, tg := ev.a, ev.a.target
-		if !ev.done {
-			a.seenDial = true
-			if !tg.lateFired && a == tg.firstAttempt() {
-				tg.late = a.dialEnd.Add(tg.plan.RaceHandshake)
-			}
-			return nil
-		}
-		a.seenDone = true
-		running--
-		tg.running--
-		if a.err != nil {
-			lastFailed = a
-			if a == tg.tfoA {
-				tg.tfoErr = a.err
-				racePlain(tg) // a path that refuses SYN data may still carry a plain connection
-			}
-			if tg.running == 0 {
-				startNext() // this address failed: the next one now
-			}
-		}
-		return a
-	}
-	startNext()
-
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var winner *attempt
-	for winner == nil && running > 0 {
-		var next time.Time
-		for _, tg := range targets {
-			if !tg.lateFired && tg.running > 0 && (next.IsZero() || tg.late.Before(next)) {
-				next = tg.late
-			}
-		}
-		var tick <-chan time.Time
-		if !next.IsZero() {
-			timer.Reset(time.Until(next))
-			tick = timer.C
-		}
-		select {
-		case ev := <-events:
-			if a := handle(ev); a != nil && a.err == nil {
-				winner = a
-			}
-		case <-tick:
-			now := time.Now()
-			for _, tg := range targets {
-				if !tg.lateFired && tg.running > 0 && !now.Before(tg.late) {
-					tg.lateFired = true
-					if tg.plan.TFO {
-						racePlain(tg)
-					}
-					startNext()
-				}
-			}
-		}
-	}
-
-	decided = true
-	// Take in what already happened, then read from the kernel what each address showed before the
-	// losers are abandoned.
-	for drained := false; !drained; {
-		select {
-		case ev := <-events:
-			handle(ev)
-		default:
-			drained = true
-		}
-	}
-	results := make([]pathstate.Result, len(targets))
-	for i, tg := range targets {
-		r := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil}
-		if a := tg.tfoA; a != nil {
-			if a.seenDial {
-				r.Outcome = tfo.ClientOutcome(a.fw.Conn)
-				r.SYNUnanswered = !a.seenDone && tfo.SYNUnanswered(a.fw.Conn)
-			} else {
-				// Still dialing: without a cookie the kernel waits in connect for the answer to its SYN.
-				r.SYNUnanswered = !a.seenDone
-			}
-		}
-		switch {
-		case winner != nil && winner.target == tg && winner == tg.tfoA:
-			r.Winner, r.RTT, r.Handshake = pathstate.WonTFO, rttOf(winner), winner.end.Sub(winner.dialEnd)
-		case winner != nil && winner.target == tg:
-			r.Winner, r.RTT = pathstate.WonPlain, rttOf(winner)
-			if tg.tfoErr != nil && ctx.Err() == nil {
-				r.TFOErr = tg.tfoErr
-			}
-		case winner != nil:
-			r.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered()
-		}
-		results[i] = r
-	}
-	for _, tg := range targets {
-		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
-			if a != nil && a != winner {
-				a.cancel()
-			}
-		}
-	}
-	for running > 0 {
-		handle(<-events)
-	}
-	for _, tg := range targets {
-		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
-			if a != nil && a != winner {
-				a.discard()
-			}
-		}
-	}
-	for _, r := range results {
-		t.Paths.Report(r)
-	}
-	if winner == nil {
-		if lastFailed == nil {
-			lastFailed = &attempt{err: fmt.Errorf("connect to trojan server %s: %w", t.Server, ctx.Err())}
-		}
-		return t.finishRaced(start, lastFailed, false)
-	}
-	return t.finishRaced(start, winner, winner.target.tfoA != nil && winner.target.plainA != nil)
-}
-
-// firstAttempt is the attempt the address's plan started with.
-func (tg *target) firstAttempt() *attempt {
-	if tg.plan.TFO {
-		return tg.tfoA
-	}
-	return tg.plainA
-}
-
-// finishRaced reports the attempt that decides the handshake to Observe and returns its result.
-func (t *Trojan) finishRaced(start time.Time, a *attempt, raced bool) (*tls.Conn, error) {
-	if t.Observe != nil {
-		info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: a.err, Raced: raced}
-		if a.fw != nil {
-			info.HelloBytes = a.fw.n
-			info.TFO = tfo.ClientOutcome(a.fw.Conn)
-		}
-		if a.conn != nil {
-			info.Resumed = a.conn.ConnectionState().DidResume
-		}
-		t.Observe(info)
-	}
-	if a.err != nil {
-		if a.fw != nil {
-			_ = a.fw.Conn.Close()
-		}
-		return nil, a.err
-	}
-	return a.conn, nil
-}
-
-func rttOf(a *attempt) time.Duration {
-	if a.fw == nil {
-		return 0
-	}
-	rtt, _ := tfo.KernelRTT(a.fw.Conn)
-	return rtt
+	return addrs
 }

@@ -108,7 +108,7 @@ func (s *testServer) trojan(paths *pathstate.Table, dial func(context.Context, s
 		TLS:              &tls.Config{RootCAs: s.pool, ServerName: "localhost"},
 		Hash:             trojan.HashPassword("pw"),
 		HandshakeTimeout: 3 * time.Second,
-		Dial:             dial,
+		DialTFO:          dial,
 		Paths:            paths,
 		Observe:          func(h outbound.HandshakeInfo) { infos = append(infos, h) },
 	}, &infos
@@ -237,7 +237,7 @@ func TestRaceAllFail(t *testing.T) {
 	_ = ln.Close()
 	paths := quietPaths(pathstate.Options{RaceDelay: 20 * time.Millisecond})
 	var d net.Dialer
-	tr := &outbound.Trojan{Server: addr, TLS: &tls.Config{ServerName: "localhost"}, HandshakeTimeout: time.Second, Dial: d.DialContext, Paths: paths}
+	tr := &outbound.Trojan{Server: addr, TLS: &tls.Config{ServerName: "localhost"}, HandshakeTimeout: time.Second, DialTFO: d.DialContext, Paths: paths}
 	_, err = tr.Handshake(context.Background())
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("handshake: %v, want connection refused", err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
@@ -23,19 +24,21 @@ type Trojan struct {
 	TLS              *tls.Config
 	Hash             trojan.Hash
 	HandshakeTimeout time.Duration // bounds TCP connect plus TLS handshake; default 10s
-	// Dial opens the TCP connection; nil means a net.Dialer. A tfo.Dialer's DialContext makes the
-	// ClientHello ride in the SYN; the connect then completes during the handshake, so
+	// DialTFO opens a TCP connection with TCP Fast Open (a tfo.Dialer's DialContext), so the
+	// ClientHello rides in the SYN; the connect then completes during the handshake, so
 	// HandshakeTimeout is the connect timeout and refused or unreachable servers fail the handshake.
-	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Observe, if set, is called after every handshake attempt (from the goroutine that called
-	// Handshake) with its duration, TFO outcome and ClientHello size.
-	Observe func(HandshakeInfo)
-	// Paths, if set, is the per-server TFO memory (DESIGN.md 3.5): Dial is then used only while TFO
-	// works on the path to the server, DialPlain otherwise, and a TFO attempt whose handshake is late
-	// races a DialPlain connection (see handshakeRaced). Observe then sees the connection kept.
-	Paths *pathstate.Table
-	// DialPlain opens a TCP connection without TFO, for Paths; nil means a net.Dialer.
+	// Nil means TFO is not used (without Paths) or a tfo.Dialer (with Paths).
+	DialTFO func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DialPlain opens a TCP connection without TFO; nil means a net.Dialer.
 	DialPlain func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Observe, if set, is called after every handshake (from the goroutine that called Handshake)
+	// with its duration, TFO outcome and ClientHello size; with Paths, for the connection kept.
+	Observe func(HandshakeInfo)
+	// Paths, if set, is the per-server TFO memory (DESIGN.md 3.5): DialTFO is then used only while
+	// TFO works on the path to the server, DialPlain otherwise, and a TFO attempt whose handshake is
+	// late races a DialPlain connection (see racer). Without Paths every connection uses DialTFO when
+	// it is set, DialPlain otherwise.
+	Paths *pathstate.Table
 	// Resolve, with Paths, finds the addresses of a server name, which are then raced (RFC 8305
 	// style, judged by TLS handshake completion); nil means net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
@@ -59,37 +62,87 @@ func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 	if t.Paths != nil {
 		return t.handshakeRaced(ctx, timeout)
 	}
-	dial := t.Dial
+	dial := t.DialTFO
 	if dial == nil {
-		d := &net.Dialer{}
-		dial = d.DialContext
+		dial = t.plainDial()
 	}
 	start := time.Now()
-	raw, err := dial(ctx, "tcp", t.Server)
+	a := &attempt{start: start}
+	a.run(ctx, dial, t.Server, t.TLS, timeout, nil)
+	return t.finish(start, a, false)
+}
+
+// run dials addr and completes TLS on the connection, calling dialed (if set) once the dial
+// returned a connection. It sets the attempt's fields as it goes; the error says what failed, with
+// the server's address.
+func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.Config, timeout time.Duration, dialed func()) {
+	raw, err := dial(ctx, "tcp", addr)
 	if err != nil {
-		err = fmt.Errorf("dial trojan server %s: %w", t.Server, err)
-		t.observe(start, nil, nil, err)
-		return nil, err
+		a.err = fmt.Errorf("dial trojan server %s: %w", addr, err)
+		return
 	}
-	fw := &firstWrite{Conn: raw}
-	conn := tls.Client(fw, t.TLS)
+	a.dialEnd = time.Now()
+	a.fw = &firstWrite{Conn: raw}
+	if dialed != nil {
+		dialed()
+	}
+	conn := tls.Client(a.fw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
-		defer raw.Close() // after observe has read TCP_INFO
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			err = fmt.Errorf("no TLS handshake within %s: %w", timeout, err)
+			a.err = fmt.Errorf("tls handshake with %s: no TLS handshake within %s: %w", addr, timeout, err)
 		case connectFailed(err):
 			// With TCP Fast Open the connect completes during the handshake.
-			err = fmt.Errorf("connect to trojan server %s: %w", t.Server, err)
-			t.observe(start, fw, nil, err)
-			return nil, err
+			a.err = fmt.Errorf("connect to trojan server %s: %w", addr, err)
+		default:
+			a.err = fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
-		err = fmt.Errorf("tls handshake with %s: %w", t.Server, err)
-		t.observe(start, fw, nil, err)
-		return nil, err
+		return
 	}
-	t.observe(start, fw, conn, nil)
-	return conn, nil
+	a.conn = conn
+}
+
+// finish reports the attempt that decides the handshake to Observe and returns its result; on
+// failure it closes the connection below TLS (after Observe has read the kernel's view of it).
+func (t *Trojan) finish(start time.Time, a *attempt, raced bool) (*tls.Conn, error) {
+	if t.Observe != nil {
+		info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: a.err, Raced: raced}
+		if a.fw != nil {
+			info.HelloBytes = a.fw.n
+			info.TFO = tfo.ClientOutcome(a.fw.Conn)
+		}
+		if a.conn != nil {
+			info.Resumed = a.conn.ConnectionState().DidResume
+		}
+		t.Observe(info)
+	}
+	if a.err != nil {
+		if a.fw != nil {
+			_ = a.fw.Conn.Close()
+		}
+		return nil, a.err
+	}
+	return a.conn, nil
+}
+
+// dialFunc opens a TCP connection.
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// plainDial is the dial without TCP Fast Open.
+func (t *Trojan) plainDial() dialFunc {
+	if t.DialPlain != nil {
+		return t.DialPlain
+	}
+	d := &net.Dialer{}
+	return d.DialContext
+}
+
+// tfoDial is the dial with TCP Fast Open.
+func (t *Trojan) tfoDial() dialFunc {
+	if t.DialTFO != nil {
+		return t.DialTFO
+	}
+	return (&tfo.Dialer{}).DialContext
 }
 
 // connectFailed reports errors that mean the TCP connection itself failed.

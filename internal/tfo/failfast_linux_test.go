@@ -24,7 +24,7 @@ func trojanVia(h *netlab.Host, server string, timeout time.Duration) *outbound.T
 		TLS:              &tls.Config{ServerName: "localhost", InsecureSkipVerify: true, CurvePreferences: tlsconf.FastOpenCurves},
 		Hash:             trojan.HashPassword("x"),
 		HandshakeTimeout: timeout,
-		Dial:             tfoDial(h).DialContext,
+		DialTFO:          tfoDial(h).DialContext,
 	}
 }
 

@@ -178,9 +178,9 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := plainDial(p.Client)
+	var dialTFO func(ctx context.Context, network, addr string) (net.Conn, error) // nil: no TFO
 	if o.ClientTFO {
-		dial = tfoDial(p.Client)
+		dialTFO = tfoDial(p.Client).DialContext
 	}
 	cl, err := client.New(client.Options{
 		Outbound: &outbound.Trojan{
@@ -189,7 +189,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 			TLS:              ctls,
 			Hash:             trojan.HashPassword(password),
 			HandshakeTimeout: 5 * time.Second,
-			Dial:             dial.DialContext,
+			DialTFO:          dialTFO,
 			Paths:            o.Paths,
 			DialPlain:        plainDial(p.Client).DialContext,
 			Observe: func(h outbound.HandshakeInfo) {
