@@ -108,24 +108,18 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		opts = bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: *url}
 	default:
-		l, err := parseTrojanLink(*link)
+		l, err := config.ParseTrojanLink(*link)
 		if err != nil {
 			return bad("%v", err)
 		}
 		ssl := config.Default(config.RunClient).SSL
-		ssl.SNI, ssl.Verify = l.SNI, !l.AllowInsecure
-		if len(l.ALPN) > 0 {
-			ssl.ALPN = l.ALPN
-		}
+		l.ApplySSL(&ssl)
 		tlsCfg, err := tlsconf.ClientTFO(ssl, l.Host, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 			return exitFail
 		}
-		opts = bench.Options{Server: fmt.Sprintf("%s:%d", l.Host, l.Port), TLS: tlsCfg, Hash: trojan.HashPassword(l.Password), URL: *url}
-		if strings.Contains(l.Host, ":") {
-			opts.Server = fmt.Sprintf("[%s]:%d", l.Host, l.Port)
-		}
+		opts = bench.Options{Server: l.Addr(), TLS: tlsCfg, Hash: trojan.HashPassword(l.Password), URL: *url}
 	}
 	opts.N, opts.Warmup, opts.Concurrency, opts.RequestsPerConn, opts.Timeout = *n, *warmup, *conc, *perConn, *timeout
 	if *warmup == 0 {

@@ -32,23 +32,17 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "usage: fastrojan client 'trojan://PASSWORD@HOST:PORT?sni=NAME' [--listen 127.0.0.1:1080]")
 		return exitUsage
 	}
-	l, err := parseTrojanLink(link)
+	l, err := config.ParseTrojanLink(link)
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan client: %v\n", err)
 		return exitUsage
 	}
-	cfg := config.Default("client")
-	if cfg.LocalAddr, cfg.LocalPort, err = splitHostPort(*listenAddr); err != nil {
+	host, port, err := splitHostPort(*listenAddr)
+	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan client: --listen: %v\n", err)
 		return exitUsage
 	}
-	cfg.RemoteAddr, cfg.RemotePort = l.Host, l.Port
-	cfg.Password = []string{l.Password}
-	cfg.SSL.SNI = l.SNI
-	cfg.SSL.Verify = !l.AllowInsecure
-	if len(l.ALPN) > 0 {
-		cfg.SSL.ALPN = l.ALPN
-	}
+	cfg := l.ClientConfig(host, port)
 	log := newLogger(stderr, level, "text")
 	if l.AllowInsecure {
 		log.Warn("the link sets allowInsecure: the server's certificate is not verified")

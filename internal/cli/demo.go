@@ -21,7 +21,10 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"github.com/fastrojan/fastrojan/internal/client"
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/server"
+	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/users"
 	"github.com/fastrojan/fastrojan/internal/website"
@@ -63,21 +66,10 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	}
 	defer site.Shutdown(context.Background())
 
-	certPEM, keyPEM, err := tlsconf.GenerateSelfSigned([]string{"localhost", "127.0.0.1"})
+	certFile, keyFile, password, err := demoSecrets(dir)
 	if err != nil {
-		return fmt.Errorf("generate certificate: %w", err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		return err
-	}
-	pw := make([]byte, 16)
-	_, _ = rand.Read(pw)
-	password := hex.EncodeToString(pw)
-
 	siteHost, sitePort, _ := splitHostPort(site.Addr())
 	scfg := config.Default("server")
 	scfg.LocalAddr, scfg.LocalPort = "127.0.0.1", 0
@@ -85,15 +77,12 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	scfg.Password = []string{password}
 	scfg.SSL.Cert, scfg.SSL.Key = certFile, keyFile
 	scfg.TCP.FastOpen = true // every leg; where the system lacks TFO the demo says so and runs without it
-	srv, sln, _, err := buildServer(scfg, log, users.NewStatic(scfg.Password))
+	sa, err := server.FromConfig(scfg, server.Env{Log: log, Users: users.NewStatic(scfg.Password)})
 	if err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- serve(ctx, log, 2*time.Second, srv, sln) }()
-	defer func() { stop(); <-srvDone }()
+	sln := sa.Listener
+	defer service.Start(log, sa.Parts()...).Close(2 * time.Second)
 
 	srvHost, srvPort, _ := splitHostPort(sln.Addr().String())
 	ccfg := config.Default("client")
@@ -104,13 +93,12 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	ccfg.SSL.SNI = "localhost"
 	ccfg.TCP.FastOpen = true
 	handshakes := make(demoHandshakes, n)
-	cl, cln, err := buildClient(ccfg, log, &telemetry{onHandshake: handshakes.observe})
+	ca, err := client.FromConfig(ccfg, client.Env{Log: log, OnHandshake: handshakes.observe})
 	if err != nil {
 		return err
 	}
-	cliDone := make(chan error, 1)
-	go func() { cliDone <- serve(ctx, log, 2*time.Second, cl, cln) }()
-	defer func() { stop(); <-cliDone }()
+	cln := ca.Listener
+	defer service.Start(log, ca.Parts()...).Close(2 * time.Second)
 
 	url := "http://" + site.Addr() + "/"
 	fmt.Fprintf(out, "web page  %s\nserver    %s (TLS, generated certificate and password)\nclient    socks5://%s\n\n",
@@ -154,6 +142,21 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	}
 	fmt.Fprintf(out, "\ndemo ok: %d/%d fetches through the proxy\n", ok, n)
 	return nil
+}
+
+// demoSecrets writes a self-signed certificate and its key into dir and makes a random password.
+func demoSecrets(dir string) (certFile, keyFile, password string, err error) {
+	certPEM, keyPEM, err := tlsconf.GenerateSelfSigned([]string{"localhost", "127.0.0.1"})
+	if err != nil {
+		return "", "", "", fmt.Errorf("generate certificate: %w", err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := errors.Join(os.WriteFile(certFile, certPEM, 0o600), os.WriteFile(keyFile, keyPEM, 0o600)); err != nil {
+		return "", "", "", err
+	}
+	pw := make([]byte, 16)
+	_, _ = rand.Read(pw)
+	return certFile, keyFile, hex.EncodeToString(pw), nil
 }
 
 func fetch(ctx context.Context, hc *http.Client, url string) (status string, size int64, ttfb time.Duration, err error) {

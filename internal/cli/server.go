@@ -76,7 +76,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 
-	link := trojanLink{Password: st.password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: true, Name: "fastrojan"}
+	link := config.TrojanLink{Password: st.password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: true, Name: "fastrojan"}
 	fmt.Fprintf(stdout, "Trojan link (keep it secret, it holds the password):\n  %s\n", link)
 	fmt.Fprintf(stdout, "On the client machine run:\n  fastrojan client '%s'\n", link)
 	fmt.Fprintf(stdout, "Certificate and password are in %s; --host changes the name in the link.\n", *stateDir)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,8 @@ type Client struct {
 	active   atomic.Int64
 	failed   atomic.Int64
 	udp      udpState
+	// abandoned counts the goroutines that close dials no connection waits for any more.
+	abandoned sync.WaitGroup
 }
 
 // New checks opts and returns a Client.
@@ -106,22 +109,24 @@ func (c *Client) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 		return nil
 	}
 	defer c.set.RemoveListener(ln)
-	var backoff time.Duration
+	var backoff connset.Backoff
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if c.set.Closing() {
 				return nil
 			}
-			if isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				c.log.Warn("accept failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
+			wait, retry := backoff.Next(err)
+			if !retry {
+				return fmt.Errorf("client accept on %s: %w", ln.Addr(), err)
 			}
-			return fmt.Errorf("client accept on %s: %w", ln.Addr(), err)
+			c.log.Warn("accept failed, retrying", "listener", ln.Addr().String(), "err", err, "retry_in", wait)
+			if !c.set.Sleep(wait) {
+				return nil
+			}
+			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		if !c.track(conn) {
 			_ = conn.Close()
 			continue
@@ -129,12 +134,6 @@ func (c *Client) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 		c.accepted.Add(1)
 		go handle(conn)
 	}
-}
-
-// isTemporary reports accept errors worth retrying (EMFILE and friends).
-func isTemporary(err error) bool {
-	var te interface{ Temporary() bool }
-	return errors.As(err, &te) && te.Temporary()
 }
 
 func (c *Client) track(conn net.Conn) bool {
@@ -154,22 +153,28 @@ func (c *Client) untrack(conn net.Conn) {
 }
 
 // Shutdown stops accepting, closes connections still negotiating with their application, waits for
-// open tunnels until ctx is done, then closes them.
+// open tunnels until ctx is done, then closes them; it returns once every goroutine of the client
+// has. Calling it again, or after Close, is safe.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.set.BeginShutdown()
 	c.cancel()       // dials in flight belong to connections just closed as not yet relaying
 	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
-	if err := c.set.Wait(ctx); err != nil {
+	err := c.set.Wait(ctx)
+	c.abandoned.Wait()
+	if err != nil {
 		return fmt.Errorf("client shutdown: %w", err)
 	}
 	return nil
 }
 
-// Close stops at once: the listener, dials in flight and every connection.
+// Close stops at once: the listener, dials in flight and every connection; it returns once every
+// goroutine of the client has. It is idempotent.
 func (c *Client) Close() error {
 	c.set.CloseAll()
 	c.cancel()
 	c.udp.closeAll()
+	_ = c.set.Wait(context.Background())
+	c.abandoned.Wait()
 	return nil
 }
 
@@ -231,7 +236,7 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 	if answer != nil {
 		if err := answer(); err != nil {
 			c.failed.Add(1)
-			closeDial(dialCh)
+			c.closeDial(dialCh)
 			log.Debug("inbound reply", "err", err)
 			return err
 		}
@@ -305,8 +310,12 @@ func (c *Client) firstPayload(br *bufio.Reader, app net.Conn) []byte {
 	return buf[:n]
 }
 
-func closeDial(ch chan dialResult) {
+// closeDial closes the connection of a dial whose application went away, once the dial returns; the
+// goroutine that waits for it is the client's (Shutdown and Close wait for it).
+func (c *Client) closeDial(ch chan dialResult) {
+	c.abandoned.Add(1)
 	go func() {
+		defer c.abandoned.Done()
 		if r := <-ch; r.conn != nil {
 			_ = r.conn.Close()
 		}

@@ -60,7 +60,7 @@ func startTunnel(t testing.TB, mod func(*Options)) *tunnelEnv {
 
 	var dials atomic.Int64
 	opts := Options{Outbound: &outbound.Trojan{
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		DialPlain: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dials.Add(1)
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 )
 
@@ -213,4 +214,21 @@ func (e *Endpoint) Close() error {
 	})
 	<-e.done
 	return err
+}
+
+// Serve makes a Metrics served on addr (fastrojan.metrics_listen) as a service part that stops the
+// endpoint. An empty addr means no metrics: a nil Metrics, on which every method is a no-op.
+func Serve(addr string, log *slog.Logger) (*Metrics, service.Part, error) {
+	part := service.Part{Name: "metrics endpoint"}
+	if addr == "" {
+		return nil, part, nil
+	}
+	m := New()
+	ep, err := m.Listen(addr, log)
+	if err != nil {
+		return nil, part, err
+	}
+	log.Info("metrics endpoint listening", "url", "http://"+ep.Addr().String()+"/metrics")
+	part.Stop = func(context.Context) error { return ep.Close() }
+	return m, part, nil
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/connset"
@@ -204,7 +203,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		_ = ln.Close()
 	}()
 
-	var backoff time.Duration
+	var backoff connset.Backoff
 	for {
 		select {
 		case s.slots <- struct{}{}: // wait for a free slot before accepting: MaxConns
@@ -217,19 +216,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.set.Closing() {
 				return nil
 			}
-			if !temporary(err) {
+			wait, retry := backoff.Next(err)
+			if !retry {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed, retrying", "listener", ln.Addr().String(), "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.set.Done():
+			s.log.Warn("accept failed, retrying", "listener", ln.Addr().String(), "err", err, "retry_in", wait)
+			if !s.set.Sleep(wait) {
 				return nil
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Reset()
 		s.accepted.Add(1)
 		if !s.set.Add(c, true) {
 			_ = c.Close()
@@ -238,21 +235,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go s.handle(c)
 	}
-}
-
-// temporary reports whether an Accept error is worth retrying: out of file descriptors or memory, or
-// a connection that died in the backlog.
-func temporary(err error) bool {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // Shutdown stops accepting and waits for the connections being handled to end. When ctx is done

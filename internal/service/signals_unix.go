@@ -1,6 +1,6 @@
 //go:build unix
 
-package cli
+package service
 
 import (
 	"os"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// onReload calls fn on every SIGUSR1 (trojan-gfw reloads its certificate on it) until stop is called.
-func onReload(fn func()) (stop func()) { return onSignal(syscall.SIGUSR1, fn) }
+// OnReload calls fn on every SIGUSR1 (trojan-gfw reloads its certificate on it) until stop is called.
+func OnReload(fn func()) (stop func()) { return onSignal(syscall.SIGUSR1, fn) }
 
-// onHangup calls fn on every SIGHUP (the farm secret is re-read) until stop is called.
-func onHangup(fn func()) (stop func()) { return onSignal(syscall.SIGHUP, fn) }
+// OnHangup calls fn on every SIGHUP (the farm secret is re-read) until stop is called.
+func OnHangup(fn func()) (stop func()) { return onSignal(syscall.SIGHUP, fn) }
 
 // onSignal calls fn on every sig until stop is called; stop waits for a running fn to return.
 func onSignal(sig os.Signal, fn func()) (stop func()) {

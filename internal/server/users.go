@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"context"
@@ -9,20 +9,21 @@ import (
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/metrics"
 	"github.com/fastrojan/fastrojan/internal/users"
 	"github.com/fastrojan/fastrojan/internal/users/userdb"
 	"github.com/fastrojan/fastrojan/internal/users/usermetrics"
 )
 
-// buildUsers makes the server's user store from cfg: the config's passwords, plus trojan-gfw's MySQL
-// table (mysql.enabled) or the same table in SQLite (fastrojan.users.sqlite). The returned stop
-// function writes the last byte counts to the database (bounded by ctx) and is safe to call once the
-// server has stopped. The store's health (and, with fastrojan.users.per_user_metrics, per-user series)
-// goes to tel's metrics when there are any.
-func buildUsers(cfg *config.Config, log *slog.Logger, tel *telemetry) (users.Store, func(context.Context), error) {
+// usersFromConfig makes the server's user store from cfg: the config's passwords, plus trojan-gfw's
+// MySQL table (mysql.enabled) or the same table in SQLite (fastrojan.users.sqlite). The returned
+// stop function writes the last byte counts to the database (bounded by ctx) and is safe to call
+// once the server has stopped. The store's health (and, with fastrojan.users.per_user_metrics,
+// per-user series) goes to m (nil: no metrics).
+func usersFromConfig(cfg *config.Config, log *slog.Logger, m *metrics.Metrics) (users.Store, func(context.Context) error, error) {
 	static := users.NewStatic(cfg.Password)
 	if !cfg.UserDatabase() {
-		return static, func(context.Context) {}, nil
+		return static, nil, nil
 	}
 	u := cfg.Fastrojan.Users
 	var (
@@ -61,8 +62,8 @@ func buildUsers(cfg *config.Config, log *slog.Logger, tel *telemetry) (users.Sto
 		db.Close()
 		return nil, nil, fmt.Errorf("user database: %w", err)
 	}
-	if tel != nil && tel.metrics != nil {
-		if err := tel.metrics.Register(usermetrics.New(ledger, u.PerUserMetrics)); err != nil {
+	if m != nil {
+		if err := m.Register(usermetrics.New(ledger, u.PerUserMetrics)); err != nil {
 			_ = ledger.Close(context.Background())
 			return nil, nil, fmt.Errorf("user database metrics: %w", err)
 		}
@@ -70,12 +71,13 @@ func buildUsers(cfg *config.Config, log *slog.Logger, tel *telemetry) (users.Sto
 	st := ledger.Stats()
 	log.Info("user database", "db", kind, "users", st.Users, "refresh", u.Refresh, "flush", u.Flush,
 		"journal", u.Journal, "pending_bytes", st.PendingBytes)
-	stop := func(ctx context.Context) {
+	stop := func(ctx context.Context) error {
 		if err := ledger.Close(ctx); err != nil {
 			log.Error("user database: final write of byte counts failed", "err", err)
-			return
+			return nil // said here: the drain warning is about connections
 		}
 		log.Info("user database: byte counts written", "db", kind)
+		return nil
 	}
 	return ledger, stop, nil
 }

@@ -1,4 +1,6 @@
-package cli
+// Package tcpopt applies trojan-gfw's tcp.* switches (no_delay, keep_alive, reuse_port,
+// prefer_ipv4) to the listeners and dials a config builds, for the server and the client alike.
+package tcpopt
 
 import (
 	"context"
@@ -10,13 +12,24 @@ import (
 	"github.com/fastrojan/fastrojan/internal/config"
 )
 
-// trojan-gfw's tcp.* switches, applied to every listener and dial a config builds. Go's own defaults
-// match trojan-gfw's (TCP_NODELAY and keep-alive on), so only switching one off or asking for
-// SO_REUSEPORT changes anything.
+// Go's own defaults match trojan-gfw's (TCP_NODELAY and keep-alive on), so only switching one off or
+// asking for SO_REUSEPORT changes anything.
 
-// listenConfig returns the listener settings for t: keep-alive off when tcp.keep_alive is false,
+// Listen opens a plain TCP listener with t's options; MPTCP is off, as on the TFO listener.
+func Listen(t config.TCP, addr string) (net.Listener, error) {
+	lc := ListenConfig(t)
+	// Go 1.24+ listens with MPTCP by default, which changes TFO behaviour (DESIGN.md 3.6).
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return WrapListener(t, ln), nil
+}
+
+// ListenConfig returns the listener settings for t: keep-alive off when tcp.keep_alive is false,
 // SO_REUSEPORT (several processes on one port, as with trojan-gfw) when tcp.reuse_port is true.
-func listenConfig(t config.TCP) net.ListenConfig {
+func ListenConfig(t config.TCP) net.ListenConfig {
 	var lc net.ListenConfig
 	if !t.KeepAlive {
 		lc.KeepAlive = -1
@@ -27,8 +40,8 @@ func listenConfig(t config.TCP) net.ListenConfig {
 	return lc
 }
 
-// withTCPOptions wraps ln so accepted connections get TCP_NODELAY off when tcp.no_delay is false.
-func withTCPOptions(t config.TCP, ln net.Listener) net.Listener {
+// WrapListener wraps ln so accepted connections get TCP_NODELAY off when tcp.no_delay is false.
+func WrapListener(t config.TCP, ln net.Listener) net.Listener {
 	if t.NoDelay {
 		return ln
 	}
@@ -54,8 +67,8 @@ func (l noDelayOffListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// baseDialer returns the dialer settings for t (keep-alive).
-func baseDialer(t config.TCP) net.Dialer {
+// Dialer returns the dialer settings for t (keep-alive).
+func Dialer(t config.TCP) net.Dialer {
 	var d net.Dialer
 	if !t.KeepAlive {
 		d.KeepAlive = -1
@@ -63,26 +76,27 @@ func baseDialer(t config.TCP) net.Dialer {
 	return d
 }
 
-type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+// DialFunc opens a connection.
+type DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// plainDial is the dial used where TCP Fast Open is off; nil when t changes nothing, so callers keep
+// PlainDial is the dial used where TCP Fast Open is off; nil when t changes nothing, so callers keep
 // their defaults.
-func plainDial(t config.TCP) dialFunc {
+func PlainDial(t config.TCP) DialFunc {
 	if t.KeepAlive && t.NoDelay && !t.PreferIPv4 {
 		return nil
 	}
-	d := baseDialer(t)
-	return withTCPDialOptions(t, d.DialContext)
+	d := Dialer(t)
+	return WithDialOptions(t, d.DialContext)
 }
 
-// withTCPDialOptions applies tcp.no_delay and tcp.prefer_ipv4 to what dial makes.
-func withTCPDialOptions(t config.TCP, dial dialFunc) dialFunc {
-	return withPreferIPv4(t, withNoDelay(t, dial))
+// WithDialOptions applies tcp.no_delay and tcp.prefer_ipv4 to what dial makes.
+func WithDialOptions(t config.TCP, dial DialFunc) DialFunc {
+	return PreferIPv4(t, withNoDelay(t, dial))
 }
 
-// withPreferIPv4 dials a name over IPv4 first when tcp.prefer_ipv4 is set (as trojan-gfw orders the
+// PreferIPv4 dials a name over IPv4 first when tcp.prefer_ipv4 is set (as trojan-gfw orders the
 // resolver's answers), then over IPv6 if that fails; addresses and other networks pass through.
-func withPreferIPv4(t config.TCP, dial dialFunc) dialFunc {
+func PreferIPv4(t config.TCP, dial DialFunc) DialFunc {
 	if !t.PreferIPv4 || dial == nil {
 		return dial
 	}
@@ -114,7 +128,7 @@ func isNoSuitableAddress(err error) bool {
 }
 
 // withNoDelay turns TCP_NODELAY off on what dial returns when tcp.no_delay is false.
-func withNoDelay(t config.TCP, dial dialFunc) dialFunc {
+func withNoDelay(t config.TCP, dial DialFunc) DialFunc {
 	if t.NoDelay || dial == nil {
 		return dial
 	}

@@ -1,4 +1,4 @@
-package cli
+package config
 
 import (
 	"errors"
@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// trojanLink is the trojan:// URL that clients such as trojan-go, Xray, sing-box and v2rayN import:
+// TrojanLink is the trojan:// URL that clients such as trojan-go, Xray, sing-box and v2rayN import:
 // trojan://PASSWORD@HOST:PORT?sni=NAME&allowInsecure=1#LABEL
-type trojanLink struct {
+type TrojanLink struct {
 	Password      string
 	Host          string
 	Port          int
@@ -21,7 +21,7 @@ type trojanLink struct {
 	Name          string
 }
 
-func (l trojanLink) String() string {
+func (l TrojanLink) String() string {
 	q := url.Values{}
 	if l.SNI != "" {
 		q.Set("sni", l.SNI)
@@ -35,17 +35,17 @@ func (l trojanLink) String() string {
 	u := url.URL{
 		Scheme:   "trojan",
 		User:     url.User(l.Password),
-		Host:     net.JoinHostPort(l.Host, strconv.Itoa(l.Port)),
+		Host:     l.Addr(),
 		RawQuery: q.Encode(),
 		Fragment: l.Name,
 	}
 	return u.String()
 }
 
-// parseTrojanLink reads a trojan:// URL. Parameters other clients add for transports we do not
+// ParseTrojanLink reads a trojan:// URL. Parameters other clients add for transports we do not
 // speak (type=ws, security=reality, ...) are errors, not silently ignored: the connection would fail.
-func parseTrojanLink(s string) (trojanLink, error) {
-	var l trojanLink
+func ParseTrojanLink(s string) (TrojanLink, error) {
+	var l TrojanLink
 	u, err := url.Parse(s)
 	if err != nil {
 		return l, fmt.Errorf("trojan link: %w", err)
@@ -96,4 +96,27 @@ func parseTrojanLink(s string) (trojanLink, error) {
 	}
 	l.Name = u.Fragment
 	return l, nil
+}
+
+// Addr is the server's host:port.
+func (l TrojanLink) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
+
+// ApplySSL sets the TLS settings the link carries (sni, allowInsecure, alpn) in ssl.
+func (l TrojanLink) ApplySSL(ssl *SSL) {
+	ssl.SNI = l.SNI
+	ssl.Verify = !l.AllowInsecure
+	if len(l.ALPN) > 0 {
+		ssl.ALPN = l.ALPN
+	}
+}
+
+// ClientConfig is a client config (trojan-gfw's defaults) for the server in the link, listening on
+// local (host:port).
+func (l TrojanLink) ClientConfig(localHost string, localPort int) *Config {
+	cfg := Default(RunClient)
+	cfg.LocalAddr, cfg.LocalPort = localHost, localPort
+	cfg.RemoteAddr, cfg.RemotePort = l.Host, l.Port
+	cfg.Password = []string{l.Password}
+	l.ApplySSL(&cfg.SSL)
+	return cfg
 }

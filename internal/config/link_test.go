@@ -1,4 +1,4 @@
-package cli
+package config
 
 import (
 	"strings"
@@ -6,8 +6,8 @@ import (
 )
 
 func TestTrojanLinkRoundTrip(t *testing.T) {
-	l := trojanLink{Password: "p@ss:w/rd?#", Host: "2001:db8::1", Port: 8443, SNI: "example.com", AllowInsecure: true, Name: "my server"}
-	got, err := parseTrojanLink(l.String())
+	l := TrojanLink{Password: "p@ss:w/rd?#", Host: "2001:db8::1", Port: 8443, SNI: "example.com", AllowInsecure: true, Name: "my server"}
+	got, err := ParseTrojanLink(l.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,14 +17,14 @@ func TestTrojanLinkRoundTrip(t *testing.T) {
 }
 
 func TestParseTrojanLinkFromOtherClients(t *testing.T) {
-	l, err := parseTrojanLink("trojan://secret@proxy.example.net:443?security=tls&type=tcp&headerType=none&peer=cdn.example.net#HK%2001")
+	l, err := ParseTrojanLink("trojan://secret@proxy.example.net:443?security=tls&type=tcp&headerType=none&peer=cdn.example.net#HK%2001")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Password != "secret" || l.Host != "proxy.example.net" || l.Port != 443 || l.SNI != "cdn.example.net" || l.AllowInsecure || l.Name != "HK 01" {
 		t.Fatalf("%+v", l)
 	}
-	if l, err := parseTrojanLink("trojan://secret@h"); err != nil || l.Port != 443 {
+	if l, err := ParseTrojanLink("trojan://secret@h"); err != nil || l.Port != 443 {
 		t.Fatalf("default port: %+v %v", l, err)
 	}
 }
@@ -38,7 +38,7 @@ func TestParseTrojanLinkErrors(t *testing.T) {
 		"trojan://pw@h:443?security=xtls": "security=xtls",
 		"trojan://pw@h:443?flow=x":        "unknown parameter",
 	} {
-		if _, err := parseTrojanLink(link); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := ParseTrojanLink(link); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want one mentioning %q", link, err, want)
 		}
 	}

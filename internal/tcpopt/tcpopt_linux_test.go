@@ -1,4 +1,4 @@
-package cli
+package tcpopt
 
 import (
 	"net"
@@ -29,17 +29,17 @@ func sockopt(t *testing.T, c syscall.Conn, level, opt int) int {
 func TestTCPOptionsReusePort(t *testing.T) {
 	on := config.Default("server").TCP
 	on.ReusePort = true
-	a, err := listen(on, "127.0.0.1:0")
+	a, err := Listen(on, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := listen(on, a.Addr().String())
+	b, err := Listen(on, a.Addr().String())
 	if err != nil {
 		t.Fatalf("second listener with tcp.reuse_port: %v", err)
 	}
 	b.Close()
-	if c, err := listen(config.Default("server").TCP, a.Addr().String()); err == nil {
+	if c, err := Listen(config.Default("server").TCP, a.Addr().String()); err == nil {
 		c.Close()
 		t.Fatal("second listener without tcp.reuse_port bound the same port")
 	}
@@ -55,12 +55,12 @@ func TestTCPOptionsNoDelayKeepAlive(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := config.Default("server").TCP
 			opts.NoDelay, opts.KeepAlive = tc.noDelay, tc.keepAlive
-			ln, err := listen(opts, "127.0.0.1:0")
+			ln, err := Listen(opts, "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			dial := plainDial(opts)
+			dial := PlainDial(opts)
 			if dial == nil {
 				var d net.Dialer
 				dial = d.DialContext

@@ -1,4 +1,4 @@
-package cli
+package tcpopt
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func TestPreferIPv4Dial(t *testing.T) {
 			}
 			opts := config.Default("client").TCP
 			opts.PreferIPv4 = true
-			c, err := withPreferIPv4(opts, dial)(t.Context(), "tcp", tc.addr)
+			c, err := PreferIPv4(opts, dial)(t.Context(), "tcp", tc.addr)
 			if !slices.Equal(calls, tc.wantCalls) {
 				t.Fatalf("dialled %v, want %v", calls, tc.wantCalls)
 			}
@@ -56,7 +56,7 @@ func TestPreferIPv4Dial(t *testing.T) {
 		})
 	}
 	off := config.Default("client").TCP
-	if withPreferIPv4(off, func(context.Context, string, string) (net.Conn, error) { return nil, nil }) == nil {
+	if PreferIPv4(off, func(context.Context, string, string) (net.Conn, error) { return nil, nil }) == nil {
 		t.Fatal("prefer_ipv4 off must leave the dial as it is, not drop it")
 	}
 }

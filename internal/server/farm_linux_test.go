@@ -1,9 +1,10 @@
-package cli
+package server
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -122,13 +123,13 @@ func TestFarmServerListenerKeysAndHangup(t *testing.T) {
 	ln := l.(*net.TCPListener)
 
 	logs := &syncBuffer{}
-	log := newLogger(logs, config.LevelFromTrojan(0), "text")
-	tel := &telemetry{metrics: metrics.New()}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: config.LevelFromTrojan(0)}))
+	m := metrics.New()
 
 	// Start without a secret: the kernel's key stays, the gauge says -1.
 	cfg := writeConfig(false)
 	kernelKey := listenerKeys(t, ln)
-	keys, err := startFarmKeys(cfg, ln, log, tel)
+	keys, err := startFarmKeys(cfg, ln, log, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestFarmServerListenerKeysAndHangup(t *testing.T) {
 	if got := listenerKeys(t, ln); !bytes.Equal(got, kernelKey) {
 		t.Errorf("without a secret the listener's key changed")
 	}
-	if got := gauge(t, tel.metrics, "fastrojan_tfo_farm_epoch"); got != -1 {
+	if got := gauge(t, m, "fastrojan_tfo_farm_epoch"); got != -1 {
 		t.Errorf("epoch gauge without a secret = %v, want -1", got)
 	}
 
@@ -147,7 +148,7 @@ func TestFarmServerListenerKeysAndHangup(t *testing.T) {
 			got := listenerKeys(t, ln)
 			now := time.Now()
 			if bytes.Equal(got, f.KeysAt(now).Bytes()) {
-				if e := gauge(t, tel.metrics, "fastrojan_tfo_farm_epoch"); e != float64(f.Epoch(now)) {
+				if e := gauge(t, m, "fastrojan_tfo_farm_epoch"); e != float64(f.Epoch(now)) {
 					t.Errorf("%s: epoch gauge %v, want %d", what, e, f.Epoch(now))
 				}
 				return

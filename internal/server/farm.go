@@ -1,4 +1,4 @@
-package cli
+package server
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/metrics"
+	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tfo/farm"
 )
 
@@ -28,7 +30,7 @@ type farmKeys struct {
 
 // startFarmKeys sets up cfg's farm keys on ln. Close undoes nothing on the socket (the listener keeps
 // its last keys) but stops the rotation and the SIGHUP handler.
-func startFarmKeys(cfg *config.Config, ln net.Listener, log *slog.Logger, tel *telemetry) (*farmKeys, error) {
+func startFarmKeys(cfg *config.Config, ln net.Listener, log *slog.Logger, m *metrics.Metrics) (*farmKeys, error) {
 	sc, ok := ln.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("farm keys: listener %T does not expose its socket", ln)
@@ -50,8 +52,8 @@ func startFarmKeys(cfg *config.Config, ln net.Listener, log *slog.Logger, tel *t
 			log.Warn("fastrojan.farm is set but the listener does not accept TCP Fast Open (tcp.fast_open is false): the keys have no effect")
 		}
 	}
-	if tel != nil && tel.metrics != nil {
-		if err := tel.metrics.GaugeFunc("fastrojan_tfo_farm_epoch",
+	if m != nil {
+		if err := m.GaugeFunc("fastrojan_tfo_farm_epoch",
 			"Epoch of the TFO cookie key the server's listener makes cookies with (fastrojan.farm; see `fastrojan keys`); -1 without a farm secret.",
 			k.epoch); err != nil {
 			if k.rot != nil {
@@ -60,7 +62,7 @@ func startFarmKeys(cfg *config.Config, ln net.Listener, log *slog.Logger, tel *t
 			return nil, err
 		}
 	}
-	k.stopHup = onHangup(k.reload)
+	k.stopHup = service.OnHangup(k.reload)
 	return k, nil
 }
 

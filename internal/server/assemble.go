@@ -1,0 +1,202 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/metrics"
+	"github.com/fastrojan/fastrojan/internal/service"
+	"github.com/fastrojan/fastrojan/internal/tcpopt"
+	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tlsconf"
+	"github.com/fastrojan/fastrojan/internal/users"
+)
+
+// Env is what a server built from a config logs to and reports to.
+type Env struct {
+	Log     *slog.Logger     // required
+	Metrics *metrics.Metrics // nil: no metrics
+	// Users, if set, is the user store; nil builds it from the config (passwords, MySQL, SQLite).
+	Users users.Store
+}
+
+// Assembly is a server built from a config, with everything it runs alongside: its listener, user
+// store, certificate reload on SIGUSR1, and farm TFO keys (fastrojan.farm, reloaded on SIGHUP).
+// Parts returns them in start order for service.Run; Close releases them when they never run.
+type Assembly struct {
+	Server   *Server
+	Listener net.Listener
+	parts    []service.Part
+}
+
+// FromConfig builds the server a config describes (run_type server) and opens its listener.
+func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
+	log := env.Log
+	a := &Assembly{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	store := env.Users
+	if store == nil {
+		var stopUsers func(context.Context) error
+		if store, stopUsers, err = usersFromConfig(cfg, log, env.Metrics); err != nil {
+			return nil, err
+		}
+		a.parts = append(a.parts, service.Part{Name: "user ledger", Stop: stopUsers})
+	}
+	srv, certs, err := newFromConfig(cfg, log, store, env.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	a.Server = srv
+	if a.Listener, err = listenFromConfig(cfg, log); err != nil {
+		return nil, err
+	}
+	ln := a.Listener
+	keys, err := startFarmKeys(cfg, ln, log, env.Metrics) // fastrojan.farm; SIGHUP reloads the secret
+	if err != nil {
+		return nil, err
+	}
+	a.parts = append(a.parts, service.Part{Name: "farm keys", Stop: func(context.Context) error { return keys.Close() }})
+	stopReload := service.OnReload(func() {
+		if err := certs.Reload(); err != nil {
+			log.Error("certificate reload failed; keeping the old one", "err", err)
+			return
+		}
+		log.Info("certificate reloaded", "cert", cfg.SSL.Cert)
+	})
+	a.parts = append(a.parts, service.Part{Name: "certificate reload", Stop: func(context.Context) error { stopReload(); return nil }},
+		service.Serving("server", srv, ln))
+	log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
+	return a, nil
+}
+
+// Parts are the server and what runs alongside it, in start order.
+func (a *Assembly) Parts() []service.Part { return a.parts }
+
+// Close releases what FromConfig built, for when it is not run (Run stops the parts instead).
+func (a *Assembly) Close() {
+	if a.Listener != nil {
+		_ = a.Listener.Close()
+	}
+	for i := len(a.parts) - 1; i >= 0; i-- {
+		if p := a.parts[i]; p.Stop != nil && p.Run == nil {
+			_ = p.Stop(context.Background())
+		}
+	}
+}
+
+// newFromConfig makes the Server cfg describes, reporting to m (nil: no metrics).
+func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *metrics.Metrics) (*Server, *tlsconf.CertStore, error) {
+	tlsCfg, certs, err := tlsconf.Server(cfg.SSL, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var plain []byte
+	if f := cfg.SSL.PlainHTTPResponse; f != "" {
+		if plain, err = os.ReadFile(f); err != nil {
+			return nil, nil, fmt.Errorf("%s: $.ssl.plain_http_response: %w", cfg.Path, err)
+		}
+	}
+	ext := cfg.Fastrojan
+	srv, err := New(Options{
+		TLSConfig:         tlsCfg,
+		Users:             store,
+		Fallback:          cfg.RemoteHostPort(),
+		FallbackByALPN:    alpnFallbacks(cfg),
+		PlainHTTPResponse: plain,
+		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
+		RequestTimeout:    time.Duration(ext.RequestTimeout),
+		IdleTimeout:       time.Duration(ext.IdleTimeout),
+		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
+		MaxConns:          ext.MaxConns,
+		Logger:            log,
+		Dial:              tcpopt.PlainDial(cfg.TCP),
+		DialFirst:         dialFirstFromConfig(cfg, log),
+		OnConn:            onConnMetrics(m),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv.registerMetrics(m)
+	return srv, certs, nil
+}
+
+// alpnFallbacks maps ssl.alpn_port_override (ALPN protocol → port on remote_addr) to fallback
+// addresses.
+func alpnFallbacks(cfg *config.Config) map[string]string {
+	if len(cfg.SSL.ALPNPortOverride) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(cfg.SSL.ALPNPortOverride))
+	for proto, port := range cfg.SSL.ALPNPortOverride {
+		m[proto] = net.JoinHostPort(cfg.RemoteAddr, strconv.Itoa(port))
+	}
+	return m
+}
+
+// listenFromConfig opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
+// fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
+func listenFromConfig(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	if !cfg.TFOServerListen() {
+		return tcpopt.Listen(cfg.TCP, cfg.LocalHostPort())
+	}
+	tl, err := tfo.ListenConfig(tcpopt.ListenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), cfg.TCP.FastOpenQLen, log)
+	if err != nil {
+		return nil, err
+	}
+	ln := tcpopt.WrapListener(cfg.TCP, tl)
+	qlen := cfg.TCP.FastOpenQLen
+	if qlen < 1 {
+		qlen = tfo.DefaultQueueLen
+	}
+	log.Info("TCP Fast Open on the listener", "qlen", qlen)
+	return ln, nil
+}
+
+// dialFirstFromConfig is the server's dial to targets that get a first payload, which then rides in
+// the SYN (fastrojan.tfo.server_dial, default tcp.fast_open); nil means the ordinary dial.
+func dialFirstFromConfig(cfg *config.Config, log *slog.Logger) func(context.Context, string, string) (net.Conn, error) {
+	if !cfg.TFOServerDial() {
+		return nil
+	}
+	d := &tfo.Dialer{Dialer: tcpopt.Dialer(cfg.TCP), Logger: log}
+	return tcpopt.WithDialOptions(cfg.TCP, d.DialContext)
+}
+
+// onConnMetrics reports each finished server connection to m; nil without metrics.
+func onConnMetrics(m *metrics.Metrics) func(ConnInfo) {
+	if m == nil {
+		return nil
+	}
+	return func(ci ConnInfo) {
+		m.Conn(metrics.RoleServer, ci.Outcome)
+		m.Bytes(metrics.RoleServer, ci.Up, ci.Down)
+		m.TFO(metrics.LegServerAccept, ci.TFOAccept)
+		if ci.Dialed {
+			m.TFO(metrics.LegServerDial, ci.TFODial)
+		}
+		if ci.Handshake > 0 {
+			m.Handshake(metrics.RoleServer, ci.Handshake)
+		}
+	}
+}
+
+// registerMetrics exports the server's live gauges and UDP counters to m.
+func (s *Server) registerMetrics(m *metrics.Metrics) {
+	_ = m.GaugeFunc("fastrojan_server_connections_active", "Server connections being handled now.",
+		func() float64 { return float64(s.Stats().Active) })
+	m.RegisterUDP(metrics.RoleServer, func() metrics.UDP {
+		u := s.Stats().UDP
+		return metrics.UDP{Sessions: u.Associations, Active: u.Active, DatagramsUp: u.DatagramsUp, DatagramsDown: u.DatagramsDown,
+			BytesUp: u.BytesUp, BytesDown: u.BytesDown, Dropped: u.Dropped}
+	})
+}
