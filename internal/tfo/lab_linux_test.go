@@ -1,22 +1,19 @@
 package tfo_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/netlab"
 	"github.com/fastrojan/fastrojan/internal/tfo"
+	"github.com/fastrojan/fastrojan/internal/tfo/tfotest"
 )
 
 func TestMain(m *testing.M) {
@@ -28,113 +25,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// logBuf is a slog destination tests read back.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// Helpers shared with the whole-proxy lab tests (internal/e2e/labproxy).
+var (
+	host        = tfotest.Host
+	echoServer  = tfotest.EchoServer
+	dialIn      = tfotest.DialIn
+	roundTrip   = tfotest.RoundTrip
+	tcpExt      = tfotest.TcpExt
+	cacheCookie = tfotest.CacheCookie
+	closedPort  = tfotest.ClosedPort
+)
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
-
-// host returns a lab host whose net.ipv4.tcp_fastopen is sysctl (netlab.HostOptions semantics).
-func host(t *testing.T, sysctl int) *netlab.Host {
-	t.Helper()
-	h, err := netlab.New(t).AddHost("h", netlab.HostOptions{TCPFastOpen: sysctl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// echoServer listens with tfo.Listen on loopback inside h; every accepted connection's ServerOutcome
-// goes to the returned channel, then it echoes.
-func echoServer(t *testing.T, h *netlab.Host, log *slog.Logger) (string, <-chan tfo.Outcome) {
-	t.Helper()
-	var ln *net.TCPListener
-	if err := h.Do(func() (err error) {
-		ln, err = tfo.Listen(context.Background(), "tcp", "127.0.0.1:0", 16, log)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	outcomes := make(chan tfo.Outcome, 100)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			outcomes <- tfo.ServerOutcome(c)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String(), outcomes
-}
-
-func dialIn(t *testing.T, h *netlab.Host, d *tfo.Dialer, addr string) net.Conn {
-	t.Helper()
-	var c net.Conn
-	if err := h.Do(func() (err error) {
-		c, err = d.DialContext(context.Background(), "tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	return c
-}
-
-// roundTrip writes first, as a TFO client must, and reads the echo.
-func roundTrip(t *testing.T, c net.Conn, msg string) {
-	t.Helper()
-	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatalf("write: %v", err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
-		t.Fatalf("echo %q, %v; want %q", got, err, msg)
-	}
-}
-
-func tcpExt(t *testing.T, h *netlab.Host, name string) uint64 {
-	t.Helper()
-	m, err := h.TcpExt()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m[name]
-}
+type logBuf = tfotest.LogBuf
 
 // The first connection asks for a cookie; from the second on the first write rides in the SYN and
 // both ends read "accepted" from the kernel, which counts the same.
 func TestOutcomesWithCookie(t *testing.T) {
 	h := host(t, 3)
 	var logs logBuf
-	addr, server := echoServer(t, h, logs.logger())
-	d := &tfo.Dialer{Logger: logs.logger()}
+	addr, server := echoServer(t, h, logs.Logger())
+	d := &tfo.Dialer{Logger: logs.Logger()}
 	active, passive := tcpExt(t, h, "TCPFastOpenActive"), tcpExt(t, h, "TCPFastOpenPassive")
 	want := []struct{ client, server tfo.Outcome }{
 		{tfo.CookieRequested, tfo.NotAttempted},
@@ -166,7 +76,7 @@ func TestDialWithoutClientBit(t *testing.T) {
 	h := host(t, 2)
 	addr, _ := echoServer(t, h, nil)
 	var logs logBuf
-	d := &tfo.Dialer{Logger: logs.logger()}
+	d := &tfo.Dialer{Logger: logs.Logger()}
 	for i := range 3 {
 		c := dialIn(t, h, d, addr)
 		roundTrip(t, c, "plain")
@@ -190,7 +100,7 @@ func TestDialWithoutClientBit(t *testing.T) {
 func TestListenWithoutServerBit(t *testing.T) {
 	h := host(t, 1)
 	var logs logBuf
-	addr, server := echoServer(t, h, logs.logger())
+	addr, server := echoServer(t, h, logs.Logger())
 	out := logs.String()
 	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "server bit 0x2") ||
 		!strings.Contains(out, `fix="sysctl -w net.ipv4.tcp_fastopen=3"`) {
@@ -207,35 +117,6 @@ func TestListenWithoutServerBit(t *testing.T) {
 			t.Errorf("connection %d: server outcome %s, want not_attempted", i, got)
 		}
 	}
-}
-
-// cacheCookie makes h's kernel hold a TFO cookie for 127.0.0.1 (cookies do not depend on the port).
-func cacheCookie(t *testing.T, h *netlab.Host) {
-	t.Helper()
-	addr, _ := echoServer(t, h, nil)
-	d := &tfo.Dialer{}
-	for range 2 {
-		c := dialIn(t, h, d, addr)
-		roundTrip(t, c, "cookie")
-		c.Close()
-	}
-}
-
-// closedPort returns a loopback address in h on which nothing listens.
-func closedPort(t *testing.T, h *netlab.Host) string {
-	t.Helper()
-	var addr string
-	if err := h.Do(func() error {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		addr = ln.Addr().String()
-		return ln.Close()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // The kernel fact the client design rests on (DESIGN.md 3.1): with a cookie cached, connecting to a

@@ -1,4 +1,4 @@
-package tfo_test
+package labproxy_test
 
 import (
 	"context"
