@@ -633,13 +633,13 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, "fuzz.json")
+		_, err := Parse(data, "fuzz.json")
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")
 			}
 		}
-		c, err = Decode(data, "fuzz.json")
+		c, err := Decode(data, "fuzz.json")
 		if err != nil {
 			if c != nil {
 				t.Fatal("Decode returned a config with an error")

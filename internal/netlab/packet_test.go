@@ -218,6 +218,7 @@ func FuzzPacket(f *testing.F) {
 		if pi.end > len(b) || pi.l4 > pi.end || (pi.isTCP && pi.l4+pi.tcpHdrLen > pi.end) {
 			t.Fatalf("offsets out of range: %+v len %d", pi, len(b))
 		}
+		//lint:ignore SA4000 two calls must give the same key
 		if pi.flow() != pi.flow() {
 			t.Fatal("flow key unstable")
 		}

@@ -140,8 +140,3 @@ func withNoDelay(t config.TCP, dial DialFunc) DialFunc {
 		return c, err
 	}
 }
-
-// reusePortError is what setReusePort returns where SO_REUSEPORT does not exist.
-func reusePortError(goos string) error {
-	return fmt.Errorf("tcp.reuse_port: SO_REUSEPORT is not available on %s; set it to false", goos)
-}

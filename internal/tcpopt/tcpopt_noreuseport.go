@@ -3,9 +3,12 @@
 package tcpopt
 
 import (
+	"fmt"
 	"runtime"
 	"syscall"
 )
 
 // setReusePort fails: this OS has no SO_REUSEPORT.
-func setReusePort(_, _ string, _ syscall.RawConn) error { return reusePortError(runtime.GOOS) }
+func setReusePort(_, _ string, _ syscall.RawConn) error {
+	return fmt.Errorf("tcp.reuse_port: SO_REUSEPORT is not available on %s; set it to false", runtime.GOOS)
+}

@@ -49,11 +49,13 @@ func DecryptKeyPEM(keyPEM []byte, password string) ([]byte, error) {
 				return nil, err
 			}
 			return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-		case x509.IsEncryptedPEMBlock(block): //nolint:staticcheck // see above
+		//lint:ignore SA1019 trojan-gfw keys with ssl.key_password are legacy PEM encryption (see above)
+		case x509.IsEncryptedPEMBlock(block):
 			if password == "" {
 				return nil, errors.New("the key is encrypted (Proc-Type: 4,ENCRYPTED); set ssl.key_password")
 			}
-			der, err := x509.DecryptPEMBlock(block, []byte(password)) //nolint:staticcheck // see above
+			//lint:ignore SA1019 legacy PEM encryption, see above
+			der, err := x509.DecryptPEMBlock(block, []byte(password))
 			if errors.Is(err, x509.IncorrectPasswordError) {
 				return nil, ErrKeyPassword
 			}

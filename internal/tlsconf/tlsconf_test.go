@@ -465,7 +465,8 @@ func legacyEncrypted(t *testing.T, password string) (keyPEM []byte, key *ecdsa.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, err := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", der, []byte(password), x509.PEMCipherAES256) //nolint:staticcheck // testing legacy input
+	//lint:ignore SA1019 testing legacy input
+	block, err := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", der, []byte(password), x509.PEMCipherAES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +614,8 @@ func FuzzDecryptKeyPEM(f *testing.F) {
 	_, plain, _ := GenerateSelfSigned([]string{"x"})
 	f.Add(plain, "")
 	der, _ := x509.MarshalECPrivateKey(mustKey(f))
-	block, _ := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", der, []byte("pw"), x509.PEMCipherAES128) //nolint:staticcheck // legacy input
+	//lint:ignore SA1019 legacy input
+	block, _ := x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", der, []byte("pw"), x509.PEMCipherAES128)
 	f.Add(pem.EncodeToMemory(block), "pw")
 	// A PBES2 key as openssl writes it (aes-256-cbc, hmacWithSHA256, 2048 iterations).
 	f.Add([]byte(opensslPBES2Sample), "pw")

@@ -144,7 +144,7 @@ func TestHostileDropSYNData(t *testing.T) {
 	if st, _ := paths.Server(r.serverAddr()); st.State != pathstate.Working {
 		t.Errorf("after an accepted probe the state is %s (%q), want working", st.State, st.Reason)
 	}
-	ttfb = r.fetchN(t, 3)
+	r.fetchN(t, 3)
 	hs, _ = r.snapshot()
 	for _, h := range hs[len(hs)-3:] {
 		if h.TFO != tfo.Accepted || h.Raced {
