@@ -20,11 +20,13 @@ import (
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
+const benchUsage = "usage: fastrojan bench (-c client.json | --server 'trojan://...' | --lab 50ms [--lab-fault drop-syn-data])\n" +
+	"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--json] [--plot FILE.png|.svg]"
+
 // benchCommand is `fastrojan bench`: time to first byte through a Trojan server with TFO and
 // without, interleaved, against a real server (-c or --server) or in an emulated WAN (--lab RTT).
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	const usage = "usage: fastrojan bench (-c client.json | --server 'trojan://...' | --lab 50ms [--lab-fault drop-syn-data])\n" +
-		"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--json] [--plot FILE.png|.svg]"
+	const usage = benchUsage
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -50,28 +52,17 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "fastrojan bench: "+format+"\n%s\n", append(a, usage)...)
 		return exitUsage
 	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
 	sources := 0
 	for _, set := range []bool{*path != "", *link != "", *labRTT > 0} {
 		if set {
 			sources++
 		}
 	}
-	switch {
-	case fs.NArg() > 0:
-		return bad("unexpected argument %q", fs.Arg(0))
-	case sources != 1:
-		return bad("give exactly one of -c, --server and --lab")
-	case *n < 1 || *conc < 1 || *perConn < 1 || *warmup < 0 || *timeout <= 0:
-		return bad("-n, --concurrency and --requests-per-conn must be ≥ 1, --warmup ≥ 0")
-	case *labRTT == 0 && *url == "":
-		return bad("--url is required with -c or --server")
-	case *labFault != "" && *labRTT == 0:
-		return bad("--lab-fault needs --lab")
-	case *plotFile != "" && !strings.HasSuffix(*plotFile, ".png") && !strings.HasSuffix(*plotFile, ".svg"):
-		return bad("--plot wants a .png or .svg file name")
-	}
-	if _, err := bench.ParseFault(*labFault); err != nil {
-		return bad("%v", err)
+	if msg := benchFlagsProblem(sources, *n, *conc, *perConn, *warmup, *timeout, *labRTT > 0, *url, *labFault, *plotFile); msg != "" {
+		return bad("%s", msg)
 	}
 	log := newLogger(stderr, slog.LevelWarn, "text")
 
@@ -95,11 +86,10 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *url != "" {
 			opts.URL = *url
 		}
-	case *path != "":
-		cfg, err := config.Load(*path)
-		if err != nil {
-			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
-			return exitUsage
+	default:
+		cfg, code := benchConfig(*path, *link, stderr)
+		if code != exitOK {
+			return code
 		}
 		tlsCfg, err := tlsconf.ClientTFO(cfg.SSL, cfg.RemoteAddr, log)
 		if err != nil {
@@ -107,19 +97,6 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return exitFail
 		}
 		opts = bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: *url}
-	default:
-		l, err := config.ParseTrojanLink(*link)
-		if err != nil {
-			return bad("%v", err)
-		}
-		ssl := config.Default(config.RunClient).SSL
-		l.ApplySSL(&ssl)
-		tlsCfg, err := tlsconf.ClientTFO(ssl, l.Host, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
-			return exitFail
-		}
-		opts = bench.Options{Server: l.Addr(), TLS: tlsCfg, Hash: trojan.HashPassword(l.Password), URL: *url}
 	}
 	opts.N, opts.Warmup, opts.Concurrency, opts.RequestsPerConn, opts.Timeout = *n, *warmup, *conc, *perConn, *timeout
 	if *warmup == 0 {
@@ -137,7 +114,51 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan bench: stopped early: %v\n", err)
 	}
-	if *asJSON {
+	return writeBench(rep, *asJSON, *plotFile, stdout, stderr)
+}
+
+// benchFlagsProblem says what is wrong with bench's flags, "" if nothing.
+func benchFlagsProblem(sources, n, conc, perConn, warmup int, timeout time.Duration, lab bool, url, labFault, plotFile string) string {
+	switch {
+	case sources != 1:
+		return "give exactly one of -c, --server and --lab"
+	case n < 1 || conc < 1 || perConn < 1 || warmup < 0 || timeout <= 0:
+		return "-n, --concurrency and --requests-per-conn must be ≥ 1, --warmup ≥ 0"
+	case !lab && url == "":
+		return "--url is required with -c or --server"
+	case labFault != "" && !lab:
+		return "--lab-fault needs --lab"
+	case plotFile != "" && !strings.HasSuffix(plotFile, ".png") && !strings.HasSuffix(plotFile, ".svg"):
+		return "--plot wants a .png or .svg file name"
+	}
+	if _, err := bench.ParseFault(labFault); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// benchConfig is the client config of the server to measure: from -c FILE or --server LINK.
+func benchConfig(path, link string, stderr io.Writer) (*config.Config, int) {
+	if path != "" {
+		cfg, err := config.Load(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
+			return nil, exitUsage
+		}
+		return cfg, exitOK
+	}
+	l, err := config.ParseTrojanLink(link)
+	if err != nil {
+		fmt.Fprintf(stderr, "fastrojan bench: %v\n%s\n", err, benchUsage)
+		return nil, exitUsage
+	}
+	return l.ClientConfig("127.0.0.1", 0), exitOK
+}
+
+// writeBench prints the report (and plots it) and returns the exit status.
+func writeBench(rep *bench.Report, asJSON bool, plotFile string, stdout, stderr io.Writer) int {
+	var err error
+	if asJSON {
 		err = rep.WriteJSON(stdout)
 	} else {
 		err = rep.WriteText(stdout)
@@ -146,13 +167,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 		return exitFail
 	}
-	if *plotFile != "" {
-		if err := rep.Plot(*plotFile); err != nil {
+	if plotFile != "" {
+		if err := rep.Plot(plotFile); err != nil {
 			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 			return exitFail
 		}
-		if !*asJSON {
-			fmt.Fprintf(stdout, "plot: %s\n", *plotFile)
+		if !asJSON {
+			fmt.Fprintf(stdout, "plot: %s\n", plotFile)
 		}
 	}
 	if rep.Mode(bench.ModeTFO).Successes == 0 && rep.Mode(bench.ModePlain).Successes == 0 {

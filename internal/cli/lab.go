@@ -49,17 +49,7 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 
 	if args[0] == "down" {
-		removed, err := netlab.SweepAll()
-		for _, name := range removed {
-			fmt.Fprintf(stdout, "removed namespace %s\n", name)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if len(removed) == 0 {
-			fmt.Fprintln(stdout, "no lab namespaces")
-		}
-		return exitOK
+		return labDown(stdout, fail)
 	}
 
 	s, percent := strings.CutSuffix(strings.TrimSpace(*lossFlag), "%")
@@ -115,6 +105,21 @@ func labCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fmt.Fprintf(stdout, "\ntearing down; client→server %+v, server→client %+v\n", ab, ba)
 	if err := lab.Close(); err != nil {
 		return fail(err)
+	}
+	return exitOK
+}
+
+// labDown removes every lab namespace (`fastrojan lab down`).
+func labDown(stdout io.Writer, fail func(error) int) int {
+	removed, err := netlab.SweepAll()
+	for _, name := range removed {
+		fmt.Fprintf(stdout, "removed namespace %s\n", name)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if len(removed) == 0 {
+		fmt.Fprintln(stdout, "no lab namespaces")
 	}
 	return exitOK
 }

@@ -120,14 +120,20 @@ func parsePacket(b []byte) (pi pktInfo, ok bool) {
 		return pi, false
 	}
 
+	pi.parseTransport(b)
+	return pi, true
+}
+
+// parseTransport reads the TCP or UDP header at pi.l4, when it is there whole.
+func (pi *pktInfo) parseTransport(b []byte) {
 	switch pi.proto {
 	case protoTCP:
 		if pi.l4+20 > pi.end {
-			return pi, true
+			return
 		}
 		hl := int(b[pi.l4+12]>>4) * 4
 		if hl < 20 || pi.l4+hl > pi.end {
-			return pi, true
+			return
 		}
 		pi.hasPorts, pi.isTCP = true, true
 		pi.sport = binary.BigEndian.Uint16(b[pi.l4:])
@@ -137,13 +143,12 @@ func parsePacket(b []byte) (pi pktInfo, ok bool) {
 		pi.payloadLen = pi.end - pi.l4 - hl
 	case protoUDP:
 		if pi.l4+8 > pi.end {
-			return pi, true
+			return
 		}
 		pi.hasPorts = true
 		pi.sport = binary.BigEndian.Uint16(b[pi.l4:])
 		pi.dport = binary.BigEndian.Uint16(b[pi.l4+2:])
 	}
-	return pi, true
 }
 
 // isSYNWithData reports a TCP segment with SYN set that carries payload:
