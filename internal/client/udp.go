@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/inbound"
+	"github.com/fastrojan/fastrojan/internal/relay"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
@@ -108,8 +108,7 @@ type udpSession struct {
 	wmu  sync.Mutex
 	wbuf []byte
 
-	last atomic.Int64 // unix nanoseconds of the last datagram either way
-	idle *time.Timer
+	idle *relay.IdleTimer // touched by every datagram either way
 	once sync.Once
 	done chan struct{}
 }
@@ -132,8 +131,10 @@ func (c *Client) openUDPSession(dst trojan.Addr, payload []byte, deliver func(tr
 		return nil, err
 	}
 	s := &udpSession{c: c, conn: conn, deliver: deliver, onClose: onClose, log: log, done: make(chan struct{})}
-	s.touch()
-	s.idle = time.AfterFunc(math.MaxInt64, s.checkIdle) // armed below, once the session is registered
+	s.idle = relay.NewIdleTimer(c.opts.UDPTimeout, func() {
+		s.log.Debug("udp session idle, closing", "after", c.opts.UDPTimeout)
+		s.close()
+	}) // armed below, once the session is registered
 	u := &c.udp
 	u.mu.Lock()
 	if u.closed {
@@ -149,21 +150,9 @@ func (c *Client) openUDPSession(dst trojan.Addr, payload []byte, deliver func(tr
 	u.mu.Unlock()
 	u.datagramsUp.Add(1)
 	u.bytesUp.Add(int64(len(payload)))
-	s.idle.Reset(c.opts.UDPTimeout)
+	s.idle.Start()
 	go s.readLoop()
 	return s, nil
-}
-
-func (s *udpSession) touch() { s.last.Store(time.Now().UnixNano()) }
-
-func (s *udpSession) checkIdle() {
-	quiet := time.Since(time.Unix(0, s.last.Load()))
-	if quiet < s.c.opts.UDPTimeout {
-		s.idle.Reset(s.c.opts.UDPTimeout - quiet)
-		return
-	}
-	s.log.Debug("udp session idle, closing", "after", s.c.opts.UDPTimeout)
-	s.close()
 }
 
 // send frames one datagram to dst. A payload too large for a frame is dropped (nil error).
@@ -186,7 +175,7 @@ func (s *udpSession) send(dst trojan.Addr, payload []byte) error {
 		s.close()
 		return fmt.Errorf("udp frame to server: %w", err)
 	}
-	s.touch()
+	s.idle.Touch()
 	u.datagramsUp.Add(1)
 	u.bytesUp.Add(int64(len(payload)))
 	return nil
@@ -216,7 +205,7 @@ func (s *udpSession) readLoop() {
 			}
 			return
 		}
-		s.touch()
+		s.idle.Touch()
 		u.datagramsDown.Add(1)
 		u.bytesDown.Add(int64(len(payload)))
 		if err := s.deliver(src, payload); err != nil {

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/relay"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
@@ -76,12 +76,10 @@ func (s *Server) udpAssociate(client net.Conn, first []byte, rb *requestBuf, l *
 		acctUp:  l.sess.Up(),   // the user's accounting (nil when not counted): payload bytes,
 		acctDn:  l.sess.Down(), // as trojan-gfw counts UDP
 	}
-	a.touch()
 	_ = client.SetReadDeadline(time.Time{}) // from now on only the idle timer and downstream set it
-	// The idle timer closes both ends, which ends both loops. It is armed only once a.idle is set,
-	// which checkIdle uses.
-	a.idle = time.AfterFunc(math.MaxInt64, a.checkIdle)
-	a.idle.Reset(a.timeout)
+	// The idle timer closes both ends, which ends both loops.
+	a.idle = relay.NewIdleTimer(a.timeout, a.onIdle)
+	a.idle.Start()
 	defer a.idle.Stop()
 
 	var wg sync.WaitGroup
@@ -116,10 +114,9 @@ type udpAssoc struct {
 	pc      *net.UDPConn
 	send    func([]byte, netip.AddrPort) (int, error) // pc's, except in the fuzz test
 	timeout time.Duration
-	idle    *time.Timer
+	idle    *relay.IdleTimer // touched by every datagram either way; nil in the fuzz test
 
 	acctUp, acctDn     *atomic.Int64 // the user's byte counts; nil when not counted
-	last               atomic.Int64  // unix nanoseconds of the last datagram either way
 	timedOut           atomic.Bool
 	bytesUp, bytesDown atomic.Int64
 
@@ -131,16 +128,8 @@ type dnsEntry struct {
 	expires time.Time
 }
 
-func (a *udpAssoc) touch() { a.last.Store(time.Now().UnixNano()) }
-
-// checkIdle runs on the idle timer: it ends the association if nothing moved for the timeout and
-// re-arms itself for the rest of the timeout otherwise.
-func (a *udpAssoc) checkIdle() {
-	quiet := time.Since(time.Unix(0, a.last.Load()))
-	if quiet < a.timeout {
-		a.idle.Reset(a.timeout - quiet)
-		return
-	}
+// onIdle ends the association once nothing moved for the timeout.
+func (a *udpAssoc) onIdle() {
 	a.timedOut.Store(true)
 	_ = a.client.SetReadDeadline(time.Unix(1, 0))
 	_ = a.pc.Close()
@@ -162,7 +151,7 @@ func (a *udpAssoc) upstream(r *bufio.Reader) error {
 		if a.timedOut.Load() {
 			return nil
 		}
-		a.touch()
+		a.idle.Touch()
 		to, err := a.resolve(dst)
 		if err != nil {
 			a.s.udp.dropped.Add(1)
@@ -197,7 +186,7 @@ func (a *udpAssoc) downstream() error {
 			a.s.udp.dropped.Add(1)
 			continue
 		}
-		a.touch()
+		a.idle.Touch()
 		frame, err = trojan.AppendUDPFrame(frame[:0], trojan.AddrFromAddrPort(from), buf[:n])
 		if err != nil {
 			a.s.udp.dropped.Add(1)
