@@ -4,22 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/client"
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/netlab"
+	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/tfo"
-	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
-	"github.com/fastrojan/fastrojan/internal/trojan"
 	"github.com/fastrojan/fastrojan/internal/users"
 	"github.com/fastrojan/fastrojan/internal/website"
 )
@@ -56,10 +57,8 @@ type Lab struct {
 	site  *website.Site
 	done  chan error // Serve's result
 
-	server string
-	url    string
-	tls    *tls.Config
-	hash   trojan.Hash
+	url string
+	out *outbound.Trojan // the client's dialer to the server, as `fastrojan run` builds it
 }
 
 // StartLab starts the server (TFO listener) in p.Server and the origin web site in p.Origin.
@@ -81,13 +80,11 @@ func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab certificate: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
 	pw := make([]byte, 16)
 	_, _ = rand.Read(pw)
 	password := hex.EncodeToString(pw)
 
-	l := &Lab{path: p, fault: fault, done: make(chan error, 1), hash: trojan.HashPassword(password)}
+	l := &Lab{path: p, fault: fault, done: make(chan error, 1)}
 	origin := netip.AddrPortFrom(p.OriginAddr.V4, 80)
 	if err := p.Origin.Do(func() (err error) { l.site, err = website.Start(origin.String(), log); return err }); err != nil {
 		return nil, fmt.Errorf("lab origin: %w", err)
@@ -121,30 +118,41 @@ func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
 		return nil, fmt.Errorf("lab server: %w", err)
 	}
 	go func() { l.done <- l.srv.Serve(l.ln) }() // owned by Lab: Close stops it and waits
-	l.server = srvAddr.String()
-	ssl := config.Default(config.RunClient).SSL
-	l.tls = &tls.Config{RootCAs: pool, ServerName: "fastrojan.lab", CurvePreferences: tlsconf.CurvePreferencesFor(ssl, true)}
+	if l.out, err = labClient(p, srvAddr, password, certPEM); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
 	p.Link.SetFaults(faults)
 	return l, nil
+}
+
+// labClient is the client's dialer to the lab's server, built from a client config as `fastrojan
+// run` builds it (TFO on, sockets made in the client host), trusting the lab's certificate.
+func labClient(p *netlab.Path, srv netip.AddrPort, password string, certPEM []byte) (*outbound.Trojan, error) {
+	dir, err := os.MkdirTemp("", "fastrojan-bench-lab-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir) // read once, below
+	cfg := config.Default(config.RunClient)
+	cfg.RemoteAddr, cfg.RemotePort = srv.Addr().String(), int(srv.Port())
+	cfg.Password = []string{password}
+	cfg.SSL.Cert, cfg.SSL.SNI = filepath.Join(dir, "lab.pem"), "fastrojan.lab"
+	cfg.TCP.FastOpen = true
+	if err := os.WriteFile(cfg.SSL.Cert, certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return client.OutboundFromConfig(cfg, client.Env{Log: slog.New(slog.DiscardHandler), Do: p.Client.Do})
 }
 
 // Options returns bench Options that run from the lab's client host against its server and
 // origin; the caller sets N and the rest.
 func (l *Lab) Options() Options {
-	quiet := slog.New(slog.DiscardHandler)
-	td := &tfo.Dialer{Dialer: net.Dialer{Timeout: 10 * time.Second}, Logger: quiet}
-	var pd net.Dialer
-	in := func(dial DialFunc) DialFunc {
-		return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = l.path.Client.Do(func() error { c, err = dial(ctx, network, addr); return err })
-			return c, err
-		}
-	}
+	o := l.out
 	return Options{
-		Server: l.server, TLS: l.tls, Hash: l.hash, URL: l.url,
-		DialTFO: in(td.DialContext), DialPlain: in(pd.DialContext),
-		Paths: pathstate.New(pathstate.Options{Logger: quiet}),
-		Do:    l.path.Client.Do,
+		Server: o.Server, TLS: o.TLS, Hash: o.Hash, URL: l.url,
+		DialTFO: o.DialTFO, DialPlain: o.DialPlain, Paths: o.Paths,
+		Do: l.path.Client.Do,
 	}
 }
 

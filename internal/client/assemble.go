@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ type Env struct {
 	Metrics *metrics.Metrics // nil: no metrics
 	// OnHandshake, if set, sees every handshake with the server (the demo prints them).
 	OnHandshake func(outbound.HandshakeInfo)
+	// Do, if set, runs fn where the client's sockets to the server must be made (a netlab host's
+	// Do, for the lab and its tests); nil makes them here.
+	Do func(fn func() error) error
 }
 
 // Assembly is a client built from a config (run_type client, forward or nat): the client, its TCP
@@ -150,7 +154,7 @@ func OutboundFromConfig(cfg *config.Config, env Env) (*outbound.Trojan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &outbound.Trojan{
+	ob := &outbound.Trojan{
 		Server:           cfg.RemoteHostPort(),
 		TLS:              tlsCfg,
 		Hash:             trojan.HashPassword(cfg.Password[0]),
@@ -160,7 +164,25 @@ func OutboundFromConfig(cfg *config.Config, env Env) (*outbound.Trojan, error) {
 		Observe:          observer(cfg, env),
 		Paths:            pathsFromConfig(cfg, env),
 		PreferIPv4:       cfg.TCP.PreferIPv4,
-	}, nil
+	}
+	if env.Do != nil {
+		if ob.DialTFO != nil {
+			ob.DialTFO = dialIn(env.Do, ob.DialTFO)
+		}
+		if ob.DialPlain == nil {
+			ob.DialPlain = (&net.Dialer{}).DialContext
+		}
+		ob.DialPlain = dialIn(env.Do, ob.DialPlain)
+	}
+	return ob, nil
+}
+
+// dialIn is dial made inside do.
+func dialIn(do func(func() error) error, dial tcpopt.DialFunc) tcpopt.DialFunc {
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = do(func() error { c, err = dial(ctx, network, addr); return err })
+		return c, err
+	}
 }
 
 // tlsFromConfig builds the client's TLS config. With TCP Fast Open towards the server it picks key

@@ -3,7 +3,6 @@ package labproxy_test
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +28,6 @@ import (
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
-	"github.com/fastrojan/fastrojan/internal/trojan"
 	"github.com/fastrojan/fastrojan/internal/users"
 )
 
@@ -167,39 +165,25 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	go func() { _ = srv.Serve(sln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	cssl := config.Default(config.RunClient).SSL
-	cssl.Cert, cssl.SNI = certFile, "localhost"
-	var ctls *tls.Config
-	if o.ClientTFO {
-		ctls, err = tlsconf.ClientTFO(cssl, "localhost", nil)
-	} else {
-		ctls, err = tlsconf.Client(cssl, "localhost", nil)
-	}
+	// The client as `fastrojan run` builds it (client.OutboundFromConfig), its sockets made in the
+	// client host; the test keeps its own path table (or none) and, with ServerName, its resolver.
+	ccfg := config.Default(config.RunClient)
+	ccfg.RemoteAddr, ccfg.RemotePort = p.ServerAddr.V4.String(), 443
+	ccfg.Password = []string{password}
+	ccfg.SSL.Cert, ccfg.SSL.SNI = certFile, "localhost"
+	ccfg.TCP.FastOpen = o.ClientTFO
+	ccfg.Fastrojan.HandshakeTimeout = config.Duration(5 * time.Second)
+	ob, err := client.OutboundFromConfig(ccfg, client.Env{Log: quiet(), Do: p.Client.Do, OnHandshake: func(h outbound.HandshakeInfo) {
+		r.mu.Lock()
+		r.handshakes = append(r.handshakes, h)
+		r.mu.Unlock()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dialTFO func(ctx context.Context, network, addr string) (net.Conn, error) // nil: no TFO
-	if o.ClientTFO {
-		dialTFO = tfoDial(p.Client).DialContext
-	}
-	cl, err := client.New(client.Options{
-		Outbound: &outbound.Trojan{
-			Server:           cmp.Or(o.ServerName, netip.AddrPortFrom(p.ServerAddr.V4, 443).String()),
-			Resolve:          o.Resolve,
-			TLS:              ctls,
-			Hash:             trojan.HashPassword(password),
-			HandshakeTimeout: 5 * time.Second,
-			DialTFO:          dialTFO,
-			Paths:            o.Paths,
-			DialPlain:        plainDial(p.Client).DialContext,
-			Observe: func(h outbound.HandshakeInfo) {
-				r.mu.Lock()
-				r.handshakes = append(r.handshakes, h)
-				r.mu.Unlock()
-			},
-		},
-		Logger: quiet(),
-	})
+	ob.Server = cmp.Or(o.ServerName, ob.Server)
+	ob.Resolve, ob.Paths = o.Resolve, o.Paths
+	cl, err := client.New(client.Options{Outbound: ob, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
