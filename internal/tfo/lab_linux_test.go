@@ -5,25 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/fastrojan/fastrojan/internal/netlab"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/tfotest"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		if removed, err := netlab.SweepStale(); err != nil || len(removed) > 0 {
-			fmt.Fprintf(os.Stderr, "netlab: swept stale namespaces %v (err %v)\n", removed, err)
-		}
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { tfotest.Main(m) }
 
 // Helpers shared with the whole-proxy lab tests (internal/e2e/labproxy).
 var (

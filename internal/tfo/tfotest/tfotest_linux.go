@@ -7,9 +7,11 @@ package tfotest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -150,4 +152,15 @@ func ClosedPort(t testing.TB, h *netlab.Host) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// Main runs a lab-using package's tests (call it from TestMain) after sweeping the namespaces a killed
+// earlier run left behind.
+func Main(m *testing.M) {
+	if os.Geteuid() == 0 {
+		if removed, err := netlab.SweepStale(); err != nil || len(removed) > 0 {
+			fmt.Fprintf(os.Stderr, "netlab: swept stale namespaces %v (err %v)\n", removed, err)
+		}
+	}
+	os.Exit(m.Run())
 }
