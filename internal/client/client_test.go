@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,6 +225,44 @@ func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("shutdown did not return after the last tunnel closed")
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseWaitsForItsGoroutines: when Close returns, no goroutine of the client is left, an open
+// tunnel's relay included.
+func TestCloseWaitsForItsGoroutines(t *testing.T) {
+	s := newFakeServer(t)
+	c, err := New(Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: trojan.HashPassword("pw")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(ln) }()
+	tunnel := socksConnect(t, ln.Addr().String(), trojan.Addr{Domain: "example.com", Port: 80})
+	defer tunnel.Close()
+	if _, err := tunnel.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-s.first
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, frame := range []string{"fastrojan/internal/client.(*Client).handle", "fastrojan/internal/relay."} {
+		if strings.Contains(stacks, frame) {
+			t.Errorf("a goroutine in %s is still running after Close returned:\n%s", frame, stacks)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 	if err := <-served; err != nil {
 		t.Fatal(err)
