@@ -134,7 +134,7 @@ func Run(ctx context.Context, log *slog.Logger, timeout time.Duration, parts ...
 	case <-ctx.Done():
 		g.log.Info("shutting down", "drain_timeout", timeout)
 	case <-g.Failed():
-		g.log.Error("stopping", "err", g.Err(), "drain_timeout", timeout)
+		g.log.Info("shutting down", "drain_timeout", timeout, "reason", g.Err())
 	}
 	if err := g.Close(timeout); err != nil {
 		g.log.Warn("connections still open at the drain deadline were closed", "err", err)
