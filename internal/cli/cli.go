@@ -1,12 +1,13 @@
-// Package cli is fastrojan's command line: one file per subcommand. It parses flags, loads
-// configuration, builds the services and runs them until the context ends; the work itself lives
-// in the packages below it.
+// Package cli is fastrojan's command line: one file per subcommand, with its flags, output and exit
+// codes. Services are built by server.FromConfig and client.FromConfig and run by service.Run;
+// the work itself lives in the packages below.
 package cli
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 )
 
@@ -88,4 +89,13 @@ func usage(w io.Writer) {
 func versionCommand(_ context.Context, _ []string, stdout, _ io.Writer) int {
 	fmt.Fprintf(stdout, "fastrojan %s\n", Version)
 	return exitOK
+}
+
+// newLogger writes to w at level, as text (default) or JSON.
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
