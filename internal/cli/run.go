@@ -54,23 +54,17 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	var parts []service.Part
+	var svc interface{ Parts() []service.Part }
 	if cfg.RunType == config.RunServer {
-		var a *server.Assembly
-		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m}); err == nil {
-			parts = a.Parts()
-		}
+		svc, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m})
 	} else {
-		var a *client.Assembly
-		if a, err = client.FromConfig(cfg, client.Env{Log: log, Metrics: m}); err == nil {
-			parts = a.Parts()
-		}
+		svc, err = client.FromConfig(cfg, client.Env{Log: log, Metrics: m})
 	}
 	if err != nil {
 		_ = service.Start(log, endpoint).Close(0) // the endpoint stops at once
 		return err
 	}
-	return service.Run(ctx, log, shutdownTimeout(cfg), append([]service.Part{endpoint}, parts...)...)
+	return service.Run(ctx, log, shutdownTimeout(cfg), append([]service.Part{endpoint}, svc.Parts()...)...)
 }
 
 func shutdownTimeout(cfg *config.Config) time.Duration {
