@@ -174,10 +174,9 @@ func TestServerSpeaksFirst(t *testing.T) {
 	}
 }
 
-// TestShutdownDoesNotWaitForSilentApps: an application that connected but never finished SOCKS5
-// does not hold up a shutdown; an open tunnel does, until it ends.
-func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
-	s := newFakeServer(t)
+// startServing runs a client of s on loopback; the test stops it and reads Serve's result.
+func startServing(t *testing.T, s *fakeServer) (*Client, net.Listener, <-chan error) {
+	t.Helper()
 	c, err := New(Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: trojan.HashPassword("pw")}})
 	if err != nil {
 		t.Fatal(err)
@@ -188,6 +187,14 @@ func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(ln) }()
+	return c, ln, served
+}
+
+// TestShutdownDoesNotWaitForSilentApps: an application that connected but never finished SOCKS5
+// does not hold up a shutdown; an open tunnel does, until it ends.
+func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
+	s := newFakeServer(t)
+	c, ln, served := startServing(t, s)
 	silent, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -235,16 +242,7 @@ func TestShutdownDoesNotWaitForSilentApps(t *testing.T) {
 // tunnel's relay included.
 func TestCloseWaitsForItsGoroutines(t *testing.T) {
 	s := newFakeServer(t)
-	c, err := New(Options{Outbound: &outbound.Trojan{Server: s.addr, TLS: s.client, Hash: trojan.HashPassword("pw")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ln) }()
+	c, ln, served := startServing(t, s)
 	tunnel := socksConnect(t, ln.Addr().String(), trojan.Addr{Domain: "example.com", Port: 80})
 	defer tunnel.Close()
 	if _, err := tunnel.Write([]byte("x")); err != nil {
