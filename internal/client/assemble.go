@@ -81,6 +81,7 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 	cl.registerMetrics(env.Metrics)
 	ln, err := tcpopt.Listen(cfg.TCP, cfg.LocalHostPort())
 	if err != nil {
+		_ = cl.Close()
 		return nil, err
 	}
 	a := &Assembly{Client: cl, Listener: ln, parts: []service.Part{{Name: "client", Stop: cl.Shutdown}}}
