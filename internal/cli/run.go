@@ -134,6 +134,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		Fallback:          cfg.RemoteHostPort(),
 		FallbackByALPN:    alpnFallbacks(cfg),
 		PlainHTTPResponse: plain,
+		TLSSite:           ext.TLSSite,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
 		IdleTimeout:       time.Duration(ext.IdleTimeout),

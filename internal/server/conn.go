@@ -272,32 +272,6 @@ func (s *Server) fallback(client net.Conn, seen []byte, rb *requestBuf, l *connL
 	l.err = err
 }
 
-// serveNonTLS handles a connection whose first byte is not a TLS handshake record.
-func (s *Server) serveNonTLS(c net.Conn, first []byte, l *connLog) {
-	if len(s.opts.PlainHTTPResponse) == 0 {
-		l.reason = "not TLS"
-		s.fallback(c, first, nil, l)
-		return
-	}
-	s.plainHTTP.Add(1)
-	l.outcome = outPlainHTTP
-	_ = c.SetDeadline(time.Now().Add(s.opts.RequestTimeout))
-	n, err := c.Write(s.opts.PlainHTTPResponse)
-	l.down = int64(n)
-	if err != nil {
-		l.err = err
-		return
-	}
-	// Send FIN, then read what the client still sends for a moment, so the close that follows finds
-	// an empty receive queue and does not reset the answer away.
-	if err := relay.CloseWrite(c); err != nil {
-		return
-	}
-	_ = c.SetReadDeadline(time.Now().Add(min(plainLinger, s.opts.RequestTimeout)))
-	m, _ := io.Copy(io.Discard, io.LimitReader(c, plainDrainMax))
-	l.up = int64(len(first)) + m
-}
-
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,13 @@ type Options struct {
 	// handshake record, which is then closed (trojan-gfw's ssl.plain_http_response). When empty such
 	// connections go to Fallback over plain TCP.
 	PlainHTTPResponse []byte
+	// TLSSite is the host:port of a real HTTPS server (for example nginx with the same certificate)
+	// that gets, raw, every connection whose first byte is not a TLS handshake record, so that probers
+	// get its answers byte for byte. Empty: such connections get nginx-like answers built in (decoy).
+	TLSSite string
+	// ServerToken names the server in the built-in answers to non-TLS input ("nginx/1.22.1"). Empty:
+	// the fallback site's own Server header, read in the background, else "nginx".
+	ServerToken string
 
 	HandshakeTimeout time.Duration // accept to TLS handshake done; default 10s
 	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
@@ -73,6 +81,8 @@ type Stats struct {
 	Authenticated int64 // requests with a known hash
 	Fallbacks     int64 // connections relayed to the fallback
 	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
+	Decoys        int64 // non-TLS connections answered as nginx would (built in)
+	TLSSite       int64 // non-TLS connections relayed raw to TLSSite
 	TLSFailures   int64 // TLS handshakes that failed or timed out
 	UDP           UDPStats
 }
@@ -102,7 +112,12 @@ type Server struct {
 	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
+	decoys, tlsSite                                                    atomic.Int64
 	udp                                                                udpStats
+
+	token     atomic.Pointer[string] // the fallback site's Server header (token.go)
+	tokenOnce sync.Once
+	bg        sync.WaitGroup // background goroutines: the token learner
 }
 
 // New checks opts, fills in defaults and returns a Server that is not serving yet.
@@ -121,6 +136,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Fallback != "" {
 		if _, _, err := net.SplitHostPort(opts.Fallback); err != nil {
 			return nil, fmt.Errorf("server: fallback %q: %w", opts.Fallback, err)
+		}
+	}
+	if opts.TLSSite != "" {
+		if _, _, err := net.SplitHostPort(opts.TLSSite); err != nil {
+			return nil, fmt.Errorf("server: tls_site %q: %w", opts.TLSSite, err)
 		}
 	}
 	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout} {
@@ -178,6 +198,8 @@ func (s *Server) Stats() Stats {
 		Authenticated: s.authenticated.Load(),
 		Fallbacks:     s.fallbacks.Load(),
 		PlainHTTP:     s.plainHTTP.Load(),
+		Decoys:        s.decoys.Load(),
+		TLSSite:       s.tlsSite.Load(),
 		TLSFailures:   s.tlsFailures.Load(),
 		UDP: UDPStats{
 			Associations:  s.udp.associations.Load(),
@@ -199,6 +221,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if !s.set.AddListener(ln) {
 		return nil
 	}
+	s.startTokenLearner()
 	defer func() {
 		s.set.RemoveListener(ln)
 		_ = ln.Close()
@@ -264,6 +287,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer stop()
 	err := s.set.Wait(ctx)
 	s.cancel()
+	s.bg.Wait()
 	return err
 }
 
@@ -272,5 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.cancel()
 	s.set.CloseAll()
-	return s.set.Wait(context.Background())
+	err := s.set.Wait(context.Background())
+	s.bg.Wait()
+	return err
 }
