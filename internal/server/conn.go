@@ -131,11 +131,25 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		return
 	}
 
-	tc := tls.Server(&replayConn{Conn: c, pending: first[:]}, s.opts.TLSConfig)
+	var under net.Conn = &replayConn{Conn: c, pending: first[:]}
+	var held *heldConn // with tls_site: a handshake we refuse goes there raw (refused.go)
+	if s.opts.TLSSite != "" {
+		held = &heldConn{Conn: under}
+		under = held
+	}
+	tc := tls.Server(under, s.opts.TLSConfig)
 	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
 	hsStart := time.Now()
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	if err == nil && held != nil {
+		err = held.done()
+	}
+	if err != nil {
 		s.tlsFailures.Add(1)
+		if held.refused(err) {
+			s.relayTLSSite(c, held.seen, l)
+			return
+		}
 		l.outcome, l.err = outTLSFailed, err
 		return
 	}

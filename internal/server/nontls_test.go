@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -102,4 +103,53 @@ func TestDecoyTokenFromFallback(t *testing.T) {
 	if !bytes.Contains(got, []byte("\r\nServer: Apache/2.4.62 (Debian)\r\n")) || !bytes.Contains(got, []byte("<hr><center>Apache/2.4.62 (Debian)</center>")) {
 		t.Fatalf("answer %q", got)
 	}
+}
+
+// TestTLSSiteGetsRefusedHandshakes: with tls_site, a ClientHello the server refuses (TLS 1.0 only)
+// goes to that site raw and unanswered by us: the site records the whole hello and the client gets
+// the site's answer, not our alert. A good handshake on the same server still works.
+func TestTLSSiteGetsRefusedHandshakes(t *testing.T) {
+	site := startFallback(t)
+	srv := startServer(t, func(o *Options) { o.TLSSite = site.addr })
+	raw, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	old := tls.Client(&recordWrites{Conn: raw}, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10})
+	herr := old.Handshake()
+	if herr == nil {
+		t.Fatal("a TLS 1.0 handshake succeeded")
+	}
+	rec := old.NetConn().(*recordWrites)
+	hello := rec.sent.Bytes()
+	rest, _ := io.ReadAll(raw)
+	got := append(rec.got.Bytes(), rest...)
+	if !bytes.HasPrefix(got, []byte("HTTP/1.1 400 Bad Request")) {
+		t.Fatalf("client got %q (handshake error %v), want the site's answer", got, herr)
+	}
+	if rec := site.next(t); !bytes.Equal(rec.got, hello) {
+		t.Fatalf("site recorded %d bytes, the client sent a %d-byte hello", len(rec.got), len(hello))
+	}
+	dialTLS(t, srv.addr) // a handshake we accept is ours
+	if st := srv.Stats(); st.TLSSite != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+type recordWrites struct {
+	net.Conn
+	sent, got bytes.Buffer
+}
+
+func (r *recordWrites) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.got.Write(b[:n])
+	return n, err
+}
+
+func (r *recordWrites) Write(b []byte) (int, error) {
+	r.sent.Write(b)
+	return r.Conn.Write(b)
 }
