@@ -140,6 +140,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		IdleTimeout:       time.Duration(ext.IdleTimeout),
 		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
+		MaxConnsPerIP:     ext.MaxConnsPerIP,
 		Logger:            log,
 		Dial:              plainDial(cfg.TCP),
 		DialFirst:         serverDialFirst(cfg, log),
@@ -149,6 +150,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		return nil, nil, nil, err
 	}
 	telemetryOf(tel).registerServer(srv)
+	telemetryOf(tel).registerServerLimits(srv)
 	telemetryOf(tel).registerServerUDP(srv)
 	ln, err := serverListen(cfg, log)
 	if err != nil {

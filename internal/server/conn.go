@@ -86,6 +86,7 @@ func (s *Server) handle(c net.Conn) {
 	defer func() {
 		_ = c.Close()
 		s.active.Add(-1)
+		s.perIP.release(c)
 		<-s.slots
 		s.set.Remove(c)
 	}()

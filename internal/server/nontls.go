@@ -67,7 +67,7 @@ func (s *Server) relayTLSSite(c net.Conn, seen []byte, l *connLog) {
 			return
 		}
 	}
-	up, down, err := relay.PipeUntilEOF(c, site, s.opts.IdleTimeout)
+	up, down, err := relay.PipeOpts(c, site, relay.Options{Idle: s.opts.IdleTimeout, UntilEOF: true, NoSplice: true})
 	l.up += up
 	l.down += down
 	l.err = err

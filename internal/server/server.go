@@ -63,6 +63,9 @@ type Options struct {
 	// MaxConns bounds the connections handled at once (default 4096). Beyond it the server stops
 	// accepting and new connections wait in the kernel's listen backlog.
 	MaxConns int
+	// MaxConnsPerIP bounds the connections one client address holds at once (default
+	// DefaultMaxConnsPerIP). A connection beyond it is closed as soon as it is accepted.
+	MaxConnsPerIP int
 	// Dial connects to targets and to the fallback. Default: a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger // default slog.Default()
@@ -83,6 +86,9 @@ type Stats struct {
 	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
 	Decoys        int64 // non-TLS connections answered as nginx would (built in)
 	TLSSite       int64 // non-TLS connections relayed raw to TLSSite
+	RefusedPerIP  int64 // connections closed at once: their address held MaxConnsPerIP already
+	FullWaits     int64 // times the accept loop waited because MaxConns connections were being handled
+	ClientIPs     int64 // client addresses holding connections now (a gauge)
 	TLSFailures   int64 // TLS handshakes that failed or timed out
 	UDP           UDPStats
 }
@@ -112,7 +118,8 @@ type Server struct {
 	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
-	decoys, tlsSite                                                    atomic.Int64
+	decoys, tlsSite, refusedPerIP, fullWaits                           atomic.Int64
+	perIP                                                              *ipLimiter
 	udp                                                                udpStats
 
 	token     atomic.Pointer[string] // the fallback site's Server header (token.go)
@@ -165,6 +172,12 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxConns == 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
+	if opts.MaxConnsPerIP < 0 {
+		return nil, fmt.Errorf("server: negative MaxConnsPerIP %d", opts.MaxConnsPerIP)
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if opts.Dial == nil {
 		var d net.Dialer
 		opts.Dial = d.DialContext
@@ -180,6 +193,7 @@ func New(opts Options) (*Server, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		slots:  make(chan struct{}, opts.MaxConns),
+		perIP:  newIPLimiter(opts.MaxConnsPerIP),
 		set:    connset.New(),
 	}, nil
 }
@@ -200,6 +214,9 @@ func (s *Server) Stats() Stats {
 		PlainHTTP:     s.plainHTTP.Load(),
 		Decoys:        s.decoys.Load(),
 		TLSSite:       s.tlsSite.Load(),
+		RefusedPerIP:  s.refusedPerIP.Load(),
+		FullWaits:     s.fullWaits.Load(),
+		ClientIPs:     int64(s.perIP.addresses()),
 		TLSFailures:   s.tlsFailures.Load(),
 		UDP: UDPStats{
 			Associations:  s.udp.associations.Load(),
@@ -231,8 +248,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		select {
 		case s.slots <- struct{}{}: // wait for a free slot before accepting: MaxConns
-		case <-s.set.Done():
-			return nil
+		default:
+			s.fullWaits.Add(1)
+			select {
+			case s.slots <- struct{}{}:
+			case <-s.set.Done():
+				return nil
+			}
 		}
 		c, err := ln.Accept()
 		if err != nil {
@@ -254,7 +276,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		s.accepted.Add(1)
+		if !s.perIP.acquire(c) { // MaxConnsPerIP (limits.go)
+			s.refusedPerIP.Add(1)
+			_ = c.Close()
+			<-s.slots
+			continue
+		}
 		if !s.set.Add(c, true) {
+			s.perIP.release(c)
 			_ = c.Close()
 			<-s.slots
 			return nil
