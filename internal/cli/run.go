@@ -14,6 +14,7 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/client"
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
@@ -89,7 +90,18 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			log.Info("certificate reloaded", "cert", cfg.SSL.Cert)
 		})
 		defer stopReload()
+		ctx, drain := context.WithCancel(ctx)
+		defer drain()
+		handOver := map[string]net.Listener{cfg.LocalHostPort(): ln}
+		if tel.metricsLn != nil {
+			handOver[cfg.Fastrojan.MetricsListen] = tel.metricsLn
+		}
+		stopUpgrade := onUpgrade(handOver, log, drain) // SIGUSR2: hand the listeners to a new binary
+		defer stopUpgrade()
 		log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
+		if err := handoff.Ready(); err != nil { // started by an upgrade: the previous process may drain now
+			log.Warn("could not tell the previous process that this one serves", "err", err)
+		}
 		return serve(ctx, log, shutdownTimeout(cfg), srv, ln)
 	case "client":
 		cl, ln, err := buildClient(cfg, log, tel)

@@ -21,6 +21,7 @@ import (
 // handshake.
 type telemetry struct {
 	metrics     *metrics.Metrics
+	metricsLn   net.Listener // the /metrics socket, handed over on an upgrade; nil without one
 	onHandshake func(outbound.HandshakeInfo)
 }
 
@@ -46,12 +47,18 @@ func startMetrics(cfg *config.Config, log *slog.Logger) (t *telemetry, stop func
 		return nil, nil, err
 	}
 	log.Info("metrics endpoint listening", "url", "http://"+ep.Addr().String()+"/metrics")
-	return &telemetry{metrics: m}, func() { _ = ep.Close() }, nil
+	return &telemetry{metrics: m, metricsLn: ep.Listener()}, func() { _ = ep.Close() }, nil
 }
 
 // serverListen opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
 // fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
 func serverListen(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	if ln, err := inheritedListener(cfg.LocalHostPort(), log); ln != nil || err != nil { // an upgrade (upgrade.go)
+		if err != nil {
+			return nil, err
+		}
+		return withTCPOptions(cfg.TCP, ln), nil
+	}
 	if !cfg.TFOServerListen() {
 		return listen(cfg.TCP, cfg.LocalHostPort())
 	}

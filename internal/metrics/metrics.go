@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 )
 
@@ -171,7 +172,10 @@ func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := handoff.Listener(addr) // the previous process's socket, on an upgrade
+	if ln == nil && err == nil {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
@@ -196,6 +200,9 @@ func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
 	}()
 	return e, nil
 }
+
+// Listener is the endpoint's listening socket (handed to a new process on an upgrade).
+func (e *Endpoint) Listener() net.Listener { return e.ln }
 
 // Addr is the address the endpoint listens on.
 func (e *Endpoint) Addr() net.Addr { return e.ln.Addr() }
