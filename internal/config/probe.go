@@ -5,10 +5,10 @@ import (
 	"strconv"
 )
 
-// DefaultMaxConnsPerIP bounds the connections one client address holds at once (server). A browser
-// opens 6 per site and a NAT gateway shares one address among many users; a slowloris attacker from
-// one address gets this many and no more.
-const DefaultMaxConnsPerIP = 256
+// DefaultMaxConnsPerIP bounds the connections one client address holds at once (server): a quarter
+// of the default max_conns, so that one address cannot take them all, while a household or office
+// behind one NAT address (every app connection is a server connection) stays far below it.
+const DefaultMaxConnsPerIP = 1024
 
 // probe checks the keys that shape what probers and floods get: tls_site and max_conns_per_ip.
 func (v *validator) probe(e *Ext) {

@@ -7,7 +7,7 @@ import (
 )
 
 // DefaultMaxConnsPerIP is the default of Options.MaxConnsPerIP.
-const DefaultMaxConnsPerIP = 256
+const DefaultMaxConnsPerIP = 1024
 
 // ipLimiter counts the connections each client address holds. Addresses are compared as they come
 // (an IPv6 client gets its own count per address, not per prefix).
