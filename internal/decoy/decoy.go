@@ -458,3 +458,22 @@ func Response(v Verdict, token string, now time.Time) []byte {
 }
 
 const httpTime = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// Changed reports whether Judge(b) may differ from Judge(b[:from]) when the latter was More, so a
+// caller reading a byte at a time need not judge again: within the header, a verdict only changes
+// when a line ends or grows past a limit. Judge re-reads everything, so without this a client
+// trickling a byte per packet would cost a parse of the whole header per byte.
+func Changed(b []byte, from int) bool {
+	if from <= 0 || b[0]&0x80 != 0 || bytes.IndexByte(b[from:], '\n') >= 0 {
+		return true
+	}
+	i := 0
+	for i < from && (b[i] == '\r' || b[i] == '\n') { // skipped before the request line, as nginx does
+		i++
+	}
+	if bytes.IndexByte(b[i:from], '\n') < 0 {
+		return true // still in the request line: any byte can decide it
+	}
+	last := bytes.LastIndexByte(b[:from], '\n')
+	return len(b)-(last+1) > MaxLine || len(b) > MaxHeader
+}

@@ -121,3 +121,34 @@ func FuzzJudge(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChanged: when Changed says a judgement is not needed, Judge would indeed still say More.
+func FuzzChanged(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX: y"), 20)
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\x00X: y"), 28)
+	f.Add([]byte("\xff\x00\x00\x00\x00"), 2)
+	f.Fuzz(func(t *testing.T, b []byte, from int) {
+		if len(b) == 0 || b[0] == 0x16 || from <= 0 || from > len(b) {
+			return
+		}
+		if Judge(b[:from]).Kind != More || Changed(b, from) {
+			return
+		}
+		if v := Judge(b); v.Kind != More {
+			t.Fatalf("Changed(%q, %d) = false, but Judge decides %+v", b, from, v)
+		}
+	})
+}
+
+func TestChangedSkipsHeaderBytes(t *testing.T) {
+	b := []byte("GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + strings.Repeat("y", 100))
+	if Changed(b, len(b)-1) {
+		t.Error("a byte in the middle of a header line needs no new judgement")
+	}
+	if !Changed(append(b, '\n'), len(b)) {
+		t.Error("a line end needs a judgement")
+	}
+	if !Changed([]byte("GET /x"), 5) {
+		t.Error("a byte of the request line needs a judgement")
+	}
+}

@@ -89,17 +89,17 @@ func (s *Server) answerDecoy(c net.Conn, first []byte, l *connLog) {
 	l.outcome = outDecoy
 	buf := make([]byte, 0, 1<<10) // nginx's client_header_buffer_size
 	buf = append(buf, first...)
-	var v decoy.Verdict
-	for {
-		v = decoy.Judge(buf)
-		if v.Kind != decoy.More {
-			break
-		}
+	v := decoy.Judge(buf)
+	for v.Kind == decoy.More {
 		if len(buf) == cap(buf) {
 			buf = append(buf, make([]byte, min(cap(buf), decoyReadChunk))...)[:len(buf)]
 		}
 		n, err := c.Read(buf[len(buf):cap(buf)])
+		prev := len(buf)
 		buf = buf[:len(buf)+n]
+		if n > 0 && decoy.Changed(buf, prev) {
+			v = decoy.Judge(buf)
+		}
 		if err != nil {
 			l.up = int64(len(buf))
 			if !errors.Is(err, io.EOF) && !isTimeout(err) {
