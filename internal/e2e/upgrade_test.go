@@ -69,6 +69,14 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	var newPid atomic.Int64
 	t.Cleanup(func() {
 		_ = old.Process.Kill()
+		if newPid.Load() == 0 { // the test stopped early: a new process may still have started
+			if b, err := os.ReadFile(logPath); err == nil {
+				if m := regexp.MustCompile(`new_pid=(\d+)`).FindSubmatch(b); m != nil {
+					pid, _ := strconv.Atoi(string(m[1]))
+					newPid.Store(int64(pid))
+				}
+			}
+		}
 		if pid := int(newPid.Load()); pid > 0 {
 			stopPid(t, pid)
 		}
