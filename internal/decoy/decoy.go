@@ -12,6 +12,7 @@ package decoy
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,15 @@ const (
 	More   Kind = iota // not decided yet: read more, until the header timeout
 	Answer             // send Response, then end the connection as nginx does
 	Close              // close without sending anything (an SSL record OpenSSL rejects)
+	Alert              // send Response (a TLS alert, as OpenSSL does) and close at once
+)
+
+// TLS alert descriptions OpenSSL sends to SSLv2-style ClientHellos.
+const (
+	alertHandshakeFailure = 40
+	alertRecordOverflow   = 22
+	alertDecodeError      = 50
+	alertProtocolVersion  = 70
 )
 
 // Page is one of nginx's error pages.
@@ -47,6 +57,11 @@ type Verdict struct {
 	// BodyPending is how many request body bytes (Content-Length) had not arrived yet: nginx reads and
 	// discards them before it closes, rather than half-closing at once.
 	BodyPending int64
+	// Padding: nginx's msie_padding, appended to error pages for MSIE and Chrome user agents.
+	Padding bool
+	// AlertDesc and AlertVersion make the TLS alert of an Alert verdict.
+	AlertDesc    byte
+	AlertVersion uint16
 }
 
 // Limits of nginx's default buffers (large_client_header_buffers 4 8k).
@@ -67,21 +82,47 @@ func Judge(b []byte) Verdict {
 	return judgeHTTP(b)
 }
 
-// judgeSSL: nginx hands a first byte with the high bit set (an SSLv2-style record) to OpenSSL, which
-// reads a whole SSLv2 ClientHello record, or a 5-byte record header, before it fails; nginx then
-// closes without a word.
+// maxSSLv2Record is the longest SSLv2-style record OpenSSL 3 takes into its read buffer; a longer one
+// gets a record_overflow alert.
+const maxSSLv2Record = 16704
+
+// judgeSSL: nginx hands a first byte with the high bit set (an SSLv2-style record) to OpenSSL. It reads
+// a 5-byte header first. A record that is not an SSLv2 ClientHello fails there without a word; a
+// ClientHello record is read whole and answered with an alert: handshake_failure for a well-formed
+// one (no SSLv2 ciphers or extensions to agree on), protocol_version for one below SSL 3, decode_error
+// for a malformed one, record_overflow for one too long to buffer.
 func judgeSSL(b []byte) Verdict {
-	if len(b) >= 3 && b[2] == 0x01 { // SSLv2 record carrying a ClientHello: OpenSSL reads all of it
-		n := int(b[0]&0x7f)<<8 | int(b[1])
-		if len(b) < n+2 {
-			return Verdict{Kind: More}
-		}
-		return Verdict{Kind: Close}
-	}
 	if len(b) < 5 {
 		return Verdict{Kind: More}
 	}
-	return Verdict{Kind: Close}
+	if b[2] != 0x01 {
+		return Verdict{Kind: Close}
+	}
+	alert := func(desc byte, version uint16) Verdict {
+		return Verdict{Kind: Alert, AlertDesc: desc, AlertVersion: version}
+	}
+	n := int(b[0]&0x7f)<<8 | int(b[1])
+	if n > maxSSLv2Record {
+		return alert(alertRecordOverflow, 0x0303)
+	}
+	if len(b) < n+2 {
+		return Verdict{Kind: More}
+	}
+	rec := b[2 : n+2]
+	if len(rec) < 9 {
+		return alert(alertDecodeError, 0x0303)
+	}
+	version := uint16(rec[1])<<8 | uint16(rec[2])
+	cipherLen := int(rec[3])<<8 | int(rec[4])
+	sidLen := int(rec[5])<<8 | int(rec[6])
+	chalLen := int(rec[7])<<8 | int(rec[8])
+	if 9+cipherLen+sidLen+chalLen != len(rec) || cipherLen == 0 || cipherLen%3 != 0 || chalLen < 16 || chalLen > 32 {
+		return alert(alertDecodeError, 0x0303)
+	}
+	if version < 0x0300 {
+		return alert(alertProtocolVersion, 0x0303)
+	}
+	return alert(alertHandshakeFailure, min(version, 0x0303))
 }
 
 func bad() Verdict          { return Verdict{Kind: Answer, Page: PageBadRequest} }
@@ -312,11 +353,12 @@ func judgeHTTP(b []byte) Verdict {
 		i++
 	}
 	rl, v, ok := parseRequestLine(b, i)
-	if !ok {
-		return v
-	}
 	if rl.end-i > MaxLine {
-		return answer(PageURITooLarge)
+		v, ok = answer(PageURITooLarge), false
+	}
+	if !ok {
+		v.Head = v.Kind == Answer && rl.method == "HEAD" // a HEAD's error page is its header alone
+		return v
 	}
 	if rl.http09 {
 		v := Verdict{Kind: Answer, HTTP09: true, Page: PagePlainHTTP}
@@ -331,7 +373,12 @@ func judgeHTTP(b []byte) Verdict {
 	if pathEscapesRoot(rl.path) {
 		return bad()
 	}
-	// Header lines.
+	// Header lines. An error found here is answered like the others, but nginx knows the method and
+	// the user agent (if its line came first) by now.
+	var padding bool
+	headerErr := func(p Page) Verdict {
+		return Verdict{Kind: Answer, Page: p, Head: rl.method == "HEAD", Padding: padding}
+	}
 	var hosts int
 	var host []byte
 	var contentLength int64 = -1
@@ -341,14 +388,14 @@ func judgeHTTP(b []byte) Verdict {
 		le := bytes.IndexByte(b[i:], '\n')
 		if le < 0 {
 			if len(b)-i > MaxLine || len(b) > MaxHeader {
-				return answer(PageHeaderTooLarge)
+				return headerErr(PageHeaderTooLarge)
 			}
 			return Verdict{Kind: More}
 		}
 		line := b[i : i+le]
 		i += le + 1
 		if len(line) > MaxLine {
-			return answer(PageHeaderTooLarge)
+			return headerErr(PageHeaderTooLarge)
 		}
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
@@ -358,53 +405,71 @@ func judgeHTTP(b []byte) Verdict {
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return bad()
+			return headerErr(PageBadRequest)
 		}
 		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
 		for _, c := range name {
 			if c <= 0x20 || c == 0x7f {
-				return bad()
+				return headerErr(PageBadRequest)
 			}
 		}
 		if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-			return bad()
+			return headerErr(PageBadRequest)
 		}
 		switch {
+		case bytes.EqualFold(name, []byte("User-Agent")):
+			padding = paddedAgent(value)
 		case bytes.EqualFold(name, []byte("Host")):
 			hosts++
 			host = value
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			if contentLength >= 0 {
-				return bad()
+				return headerErr(PageBadRequest)
 			}
 			n, err := strconv.ParseInt(string(value), 10, 64)
 			if err != nil || n < 0 {
-				return bad()
+				return headerErr(PageBadRequest)
 			}
 			contentLength = n
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			if !bytes.EqualFold(value, []byte("chunked")) {
-				return bad()
+				return headerErr(PageBadRequest)
 			}
 			chunked = true
 		}
 	}
+	head := rl.method == "HEAD"
 	switch {
 	case hosts > 1, hosts == 1 && !validHost(host):
-		return bad()
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
 	case hosts == 0 && rl.minor >= 1 && rl.major == 1:
-		return bad()
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
 	case chunked && contentLength >= 0:
-		return bad()
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
 	case rl.method == "TRACE":
-		return answer(PageNotAllowed)
+		return Verdict{Kind: Answer, Page: PageNotAllowed, Padding: padding}
 	}
-	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: rl.method == "HEAD"}
+	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: head, Padding: padding}
 	if contentLength > 0 {
 		v.BodyPending = max(0, contentLength-int64(len(b)-i))
 	}
 	return v
 }
+
+// paddedAgent is nginx's test for msie_padding: an MSIE user agent (not Opera), or a Chrome one that
+// is not also Gecko (ngx_http_process_user_agent).
+func paddedAgent(ua []byte) bool {
+	if bytes.Contains(ua, []byte("Opera")) {
+		return false
+	}
+	if i := bytes.Index(ua, []byte("MSIE ")); i >= 0 && i+7 < len(ua) {
+		return true
+	}
+	return !bytes.Contains(ua, []byte("Gecko/")) && bytes.Contains(ua, []byte("Chrome/"))
+}
+
+// msiePadding is what nginx appends to error pages for those agents.
+var msiePadding = strings.Repeat("<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n", 6)
 
 // validHost is nginx's ngx_http_validate_host, in short.
 func validHost(h []byte) bool {
@@ -437,6 +502,9 @@ const DefaultToken = "nginx"
 // Response renders v's page as nginx would send it, with token in the Server header and the page
 // footer, and now as the Date. It returns nil for a Verdict that is not an Answer.
 func Response(v Verdict, token string, now time.Time) []byte {
+	if v.Kind == Alert {
+		return []byte{0x15, byte(v.AlertVersion >> 8), byte(v.AlertVersion), 0, 2, 2, v.AlertDesc}
+	}
 	if v.Kind != Answer {
 		return nil
 	}
@@ -448,6 +516,9 @@ func Response(v Verdict, token string, now time.Time) []byte {
 		"</h1></center>\r\n" + p.extra + "<hr><center>" + token + "</center>\r\n</body>\r\n</html>\r\n"
 	if v.HTTP09 {
 		return []byte(body)
+	}
+	if v.Padding {
+		body += msiePadding
 	}
 	head := "HTTP/1.1 " + p.status + "\r\nServer: " + token + "\r\nDate: " + now.UTC().Format(httpTime) +
 		"\r\nContent-Type: text/html\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n"

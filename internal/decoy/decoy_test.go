@@ -34,7 +34,10 @@ func TestJudgeAsNginx(t *testing.T) {
 		{"\xff\x00\x00\x00", want{kind: More}},
 		{"\xff\x00\x00\x00\x00", want{kind: Close}},
 		{"\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10", want{kind: More}},
-		{"\x80\x03\x01\x03\x01", want{kind: Close}},
+		{"\x80\x03\x01\x03\x01", want{kind: Alert}},
+		{"\x81\x06\x02\x02\x03", want{kind: Close}},
+		{"\xff\xfb\x01\xff", want{kind: More}},
+		{"\xff\xfb\x01\xff\xfb\x03", want{kind: Alert}},
 		{"GET / HTTP/1.0\r\n\r\n", answer(PagePlainHTTP)},
 		{"GET / HTTP/1.1\nHost: a\n\n", answer(PagePlainHTTP)},
 		{"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", answer(PagePlainHTTP)},
@@ -74,6 +77,50 @@ func TestJudgeAsNginx(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("Judge(%.40q) = %+v, want %+v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestSSLv2Alerts: what OpenSSL 3 (nginx 1.22) answered to SSLv2-style ClientHellos.
+func TestSSLv2Alerts(t *testing.T) {
+	chal := "0123456789abcdef"
+	for _, tc := range []struct{ in, want string }{
+		{"\x80\x03\x01\x03\x01", "\x15\x03\x03\x00\x02\x02\x32"},
+		{"\x80\x06\x01\x02\x00ABC", "\x15\x03\x03\x00\x02\x02\x32"},
+		{"\xff\xfb\x01\xff\xfb\x03", "\x15\x03\x03\x00\x02\x02\x16"},
+		{"\x80\x1c\x01\x03\x01\x00\x03\x00\x00\x00\x10\x00\x00\x2f" + chal, "\x15\x03\x01\x00\x02\x02\x28"},
+		{"\x80\x1c\x01\x03\x03\x00\x03\x00\x00\x00\x10\x00\x00\x9c" + chal, "\x15\x03\x03\x00\x02\x02\x28"},
+		{"\x80\x1c\x01\x00\x02\x00\x03\x00\x00\x00\x10\x01\x00\x80" + chal, "\x15\x03\x03\x00\x02\x02\x46"},
+	} {
+		if got := Response(Judge([]byte(tc.in)), "", time.Now()); string(got) != tc.want {
+			t.Errorf("%q: answer %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// 16704 is the longest record OpenSSL buffers; one more byte is record_overflow at once.
+	if v := Judge([]byte("\xc1\x40\x01\x03\x01")); v.Kind != More {
+		t.Errorf("16704-byte record: %+v, want More", v)
+	}
+	if v := Judge([]byte("\xc1\x41\x01\x03\x01")); v.Kind != Alert || v.AlertDesc != alertRecordOverflow {
+		t.Errorf("16705-byte record: %+v, want record_overflow", v)
+	}
+}
+
+// TestMSIEPadding: nginx pads error pages for MSIE and Chrome user agents, not for Firefox or Opera.
+func TestMSIEPadding(t *testing.T) {
+	for ua, want := range map[string]bool{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36": true,
+		"Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)":                                                              true,
+		"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0":                                          false,
+		"Opera/9.80 (Windows NT 6.1; U; MSIE 9.0) Presto/2.12.388 Version/12.16":                                          false,
+		"curl/8.5.0": false,
+	} {
+		v := Judge([]byte("GET / HTTP/1.1\r\nUser-Agent: " + ua + "\r\nHost: a\r\n\r\n"))
+		if v.Padding != want {
+			t.Errorf("%s: padding %v, want %v", ua, v.Padding, want)
+		}
+	}
+	v := Judge([]byte("GET / HTTP/1.1\r\nUser-Agent: x Chrome/1\r\nHost: a\r\n\r\n"))
+	if r := Response(v, "nginx", time.Now()); !bytes.Contains(r, []byte("Content-Length: 650\r\n")) || !bytes.HasSuffix(r, []byte("friendly error page -->\r\n")) {
+		t.Errorf("padded answer %q", r)
 	}
 }
 

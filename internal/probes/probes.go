@@ -109,6 +109,37 @@ func List() []Probe {
 	}
 }
 
+// Extra returns 49 more inputs, kept apart from List: odd corners of HTTP parsing (HTTP/0.9 HEAD,
+// folded and duplicate headers, bad versions, dot segments, oversized headers, a body still to come),
+// user agents nginx pads error pages for, SSLv2-style hellos, other protocols (RTSP, Redis, telnet,
+// RDP, JSON-RPC). The built-in answers were not tuned on List alone.
+func Extra() []Probe {
+	p := func(name, s string) Probe { return Probe{Name: name, Payload: []byte(s)} }
+	return []Probe{p("ff00", "\xff\x00"), p("ff5", "\xff\x00\x00\x00\x00"),
+		p("80hello", "\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10"),
+		p("http09-head", "HEAD /\r\n"), p("http09-post", "POST /\r\n"), p("http10-nohost", "GET / HTTP/1.0\r\nX: y\r\n\r\n"),
+		p("underscore-hdr", "GET / HTTP/1.1\r\nHost: a\r\nX_Y: z\r\n\r\n"), p("big-header", "GET / HTTP/1.1\r\nHost: a\r\nX: "+strings.Repeat("b", 9000)+"\r\n\r\n"),
+		p("lf-only", "GET / HTTP/1.1\nHost: a\n\n"), p("post-cl-more", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nab"),
+		p("after-400-more", "\x00"+strings.Repeat("z", 100000)), p("bad-host", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), p("two-host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+		p("http12", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"), p("http2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n"), p("httpx", "GET / HTXP/1.1\r\n\r\n"), p("space", " "), p("tab", "\t"), p("A", "A"),
+		p("get-space", "GET "), p("sp-uri", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), p("uri-nosl", "GET a HTTP/1.1\r\n\r\n"), p("dotdot", "GET /../ HTTP/1.1\r\nHost: a\r\n\r\n"), p("te", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+		p("crlfG", "\r\nG"), p("CR", "\r"), p("del", "\x7f"), p("trace", "TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"), p("delete", "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n"),
+		p("query", "GET /?a=b HTTP/1.1\r\nHost: a\r\n\r\n"), p("pct", "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n"), p("rtsp", "OPTIONS rtsp://x/ RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+		p("redis", "*1\r\n$4\r\nPING\r\n"), p("json", "{\"jsonrpc\":\"2.0\"}\n"), p("telnet", "\xff\xfb\x01\xff\xfb\x03"), p("rdp", "\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00"),
+		p("host-port", "GET / HTTP/1.1\r\nHost: a:443\r\n\r\n"), p("fold", "GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"), p("cl-bad", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n"),
+		p("msie", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/4.0 (compatible; MSIE 6.0)\r\n\r\n"),
+		p("chrome", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n\r\n"),
+		p("chrome-badhdr", "GET / HTTP/1.1\r\nUser-Agent: x Chrome/1\r\nHost localhost\r\n\r\n"),
+		p("chrome-head", "HEAD / HTTP/1.1\r\nHost: a\r\nUser-Agent: x Chrome/1\r\n\r\n"),
+		p("head-badhdr", "HEAD / HTTP/1.1\r\nHost localhost\r\n\r\n"),
+		p("head-badver", "HEAD / HTTP/2.0\r\nHost: a\r\n\r\n"),
+		p("head-baduri", "HEAD a HTTP/1.1\r\nHost: a\r\n\r\n"),
+		p("firefox", "GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n\r\n"),
+		p("sslv2-hello", "\x80\x1c\x01\x03\x01\x00\x03\x00\x00\x00\x10\x00\x00\x2f0123456789abcdef"),
+		p("sslv2-short", "\x80\x03\x01\x03\x01"),
+	}
+}
+
 // Run sends every probe to addr at once, each on its own connection, and returns the results in the
 // order of probes. A connection still open after window counts as EndOpen.
 func Run(ctx context.Context, addr string, probes []Probe, window time.Duration) []Result {

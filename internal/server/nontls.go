@@ -120,6 +120,9 @@ func (s *Server) answerDecoy(c net.Conn, first []byte, l *connLog) {
 		l.err = err
 		return
 	}
+	if v.Kind == decoy.Alert {
+		return // OpenSSL's alert: nginx closes at once
+	}
 	if v.BodyPending > 0 {
 		// nginx reads the announced body to discard it, then closes; a body that stops coming for
 		// lingeringTimeout ends the wait.
