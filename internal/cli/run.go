@@ -96,7 +96,10 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		if tel.metricsLn != nil {
 			handOver[cfg.Fastrojan.MetricsListen] = tel.metricsLn
 		}
-		stopUpgrade := onUpgrade(handOver, log, drain) // SIGUSR2: hand the listeners to a new binary
+		stopUpgrade := onUpgrade(handOver, log, func() { // SIGUSR2: hand the listeners to a new binary
+			srv.StopAccepting(ln) // every connection taken off the socket is served, then the drain
+			drain()
+		})
 		defer stopUpgrade()
 		log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
 		if err := handoff.Ready(); err != nil { // started by an upgrade: the previous process may drain now

@@ -125,6 +125,7 @@ type Server struct {
 	token     atomic.Pointer[string] // the fallback site's Server header (token.go)
 	tokenOnce sync.Once
 	bg        sync.WaitGroup // background goroutines: the token learner
+	handover  handover       // StopAccepting (handover.go)
 }
 
 // New checks opts, fills in defaults and returns a Server that is not serving yet.
@@ -239,10 +240,24 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	s.startTokenLearner()
+	s.handover.loops.Add(1)
+	accepting := true
+	stopAccepting := func() { // StopAccepting (handover.go) waits for this
+		if accepting {
+			accepting = false
+			s.handover.loops.Done()
+		}
+	}
 	defer func() {
+		stopAccepting()
 		s.set.RemoveListener(ln)
 		_ = ln.Close()
 	}()
+	handedOver := func() error { // stopped accepting for an upgrade: serve on until the shutdown
+		stopAccepting()
+		<-s.set.Done()
+		return nil
+	}
 
 	var backoff time.Duration
 	for {
@@ -254,6 +269,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			case s.slots <- struct{}{}:
 			case <-s.set.Done():
 				return nil
+			case <-s.handover.stopped():
+				return handedOver()
 			}
 		}
 		c, err := ln.Accept()
@@ -261,6 +278,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			<-s.slots
 			if s.set.Closing() {
 				return nil
+			}
+			select {
+			case <-s.handover.stopped():
+				return handedOver()
+			default:
 			}
 			if !temporary(err) {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
