@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/client"
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/metrics"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/service"
@@ -50,13 +52,30 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // runConfig runs the service a config describes until ctx ends, then stops it within
 // fastrojan.shutdown_timeout.
 func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	m, endpoint, err := metrics.Serve(cfg.Fastrojan.MetricsListen, log)
+	m, endpoint, metricsLn, err := metrics.Serve(cfg.Fastrojan.MetricsListen, log)
 	if err != nil {
 		return err
 	}
 	var svc interface{ Parts() []service.Part }
 	if cfg.RunType == config.RunServer {
-		svc, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m})
+		var a *server.Assembly
+		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m}); err == nil {
+			svc = a
+			var drain context.CancelFunc
+			ctx, drain = context.WithCancel(ctx)
+			defer drain()
+			handOver := map[string]net.Listener{cfg.LocalHostPort(): a.Listener}
+			if metricsLn != nil {
+				handOver[cfg.Fastrojan.MetricsListen] = metricsLn
+			}
+			defer handoff.OnUpgrade(handOver, log, func() { // SIGUSR2: hand the listeners to a new binary
+				a.Server.StopAccepting(a.Listener) // every connection taken off the socket is served, then the drain
+				drain()
+			})()
+			if err := handoff.Ready(); err != nil { // started by an upgrade: the previous process may drain now
+				log.Warn("could not tell the previous process that this one serves", "err", err)
+			}
+		}
 	} else {
 		svc, err = client.FromConfig(cfg, client.Env{Log: log, Metrics: m})
 	}

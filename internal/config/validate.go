@@ -106,6 +106,7 @@ func (v *validator) config(c *Config) {
 	v.farm(&c.Fastrojan.Farm, server)
 	v.tfo(c)
 	v.users(c)
+	v.probe(&c.Fastrojan)
 }
 
 func (v *validator) ssl(s *SSL, server bool) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 )
@@ -172,7 +173,10 @@ func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := handoff.Listener(addr) // the previous process's socket, on an upgrade
+	if ln == nil && err == nil {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
 	}
@@ -198,6 +202,9 @@ func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
 	return e, nil
 }
 
+// Listener is the endpoint's listening socket (handed to a new process on an upgrade).
+func (e *Endpoint) Listener() net.Listener { return e.ln }
+
 // Addr is the address the endpoint listens on.
 func (e *Endpoint) Addr() net.Addr { return e.ln.Addr() }
 
@@ -217,18 +224,19 @@ func (e *Endpoint) Close() error {
 }
 
 // Serve makes a Metrics served on addr (fastrojan.metrics_listen) as a service part that stops the
-// endpoint. An empty addr means no metrics: a nil Metrics, on which every method is a no-op.
-func Serve(addr string, log *slog.Logger) (*Metrics, service.Part, error) {
+// endpoint, and returns the endpoint's listener (for a hand-off on an upgrade). An empty addr means
+// no metrics: a nil Metrics, on which every method is a no-op, and a nil listener.
+func Serve(addr string, log *slog.Logger) (*Metrics, service.Part, net.Listener, error) {
 	part := service.Part{Name: "metrics endpoint"}
 	if addr == "" {
-		return nil, part, nil
+		return nil, part, nil, nil
 	}
 	m := New()
 	ep, err := m.Listen(addr, log)
 	if err != nil {
-		return nil, part, err
+		return nil, part, nil, err
 	}
 	log.Info("metrics endpoint listening", "url", "http://"+ep.Addr().String()+"/metrics")
 	part.Stop = func(context.Context) error { return ep.Close() }
-	return m, part, nil
+	return m, part, ep.Listener(), nil
 }

@@ -103,6 +103,7 @@ type pipe struct {
 	done   atomic.Bool  // set once by stop; both directions then return
 
 	countAToB, countBToA *atomic.Int64 // optional running counters (PipeOpts)
+	noSplice             bool          // Options.NoSplice
 
 	mu  sync.Mutex
 	err error // the first error that stopped the pipe, if any
@@ -152,7 +153,7 @@ func (p *pipe) copyHalf(dir string, dst, src net.Conn, n *int64, count *atomic.I
 }
 
 func (p *pipe) copy(dst, src net.Conn, n *int64, count *atomic.Int64) error {
-	if d, ok := dst.(*net.TCPConn); ok {
+	if d, ok := dst.(*net.TCPConn); ok && !p.noSplice {
 		if s, ok := src.(*net.TCPConn); ok {
 			return p.splice(d, s, n, count)
 		}

@@ -9,7 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/metrics"
 	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tcpopt"
@@ -113,11 +116,13 @@ func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *m
 		Fallback:          cfg.RemoteHostPort(),
 		FallbackByALPN:    alpnFallbacks(cfg),
 		PlainHTTPResponse: plain,
+		TLSSite:           ext.TLSSite,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
 		IdleTimeout:       time.Duration(ext.IdleTimeout),
 		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
+		MaxConnsPerIP:     ext.MaxConnsPerIP,
 		Logger:            log,
 		Dial:              tcpopt.PlainDial(cfg.TCP),
 		DialFirst:         dialFirstFromConfig(cfg, log),
@@ -127,6 +132,7 @@ func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *m
 		return nil, nil, err
 	}
 	srv.registerMetrics(m)
+	srv.registerLimitMetrics(m)
 	return srv, certs, nil
 }
 
@@ -146,6 +152,13 @@ func alpnFallbacks(cfg *config.Config) map[string]string {
 // listenFromConfig opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
 // fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
 func listenFromConfig(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	if ln, err := handoff.Listener(cfg.LocalHostPort()); ln != nil || err != nil { // an upgrade (SIGUSR2)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("serving on the listener handed over by the previous process", "addr", cfg.LocalHostPort())
+		return tcpopt.WrapListener(cfg.TCP, ln), nil
+	}
 	if !cfg.TFOServerListen() {
 		return tcpopt.Listen(cfg.TCP, cfg.LocalHostPort())
 	}
@@ -199,4 +212,26 @@ func (s *Server) registerMetrics(m *metrics.Metrics) {
 		return metrics.UDP{Sessions: u.Associations, Active: u.Active, DatagramsUp: u.DatagramsUp, DatagramsDown: u.DatagramsDown,
 			BytesUp: u.BytesUp, BytesDown: u.BytesDown, Dropped: u.Dropped}
 	})
+}
+
+// registerLimitMetrics exports how the connection limits (fastrojan.max_conns, max_conns_per_ip)
+// and the answers to non-TLS input are working.
+func (s *Server) registerLimitMetrics(m *metrics.Metrics) {
+	if m == nil {
+		return
+	}
+	counter := func(name, help string, f func(Stats) int64) {
+		_ = m.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(s.Stats())) }))
+	}
+	counter("fastrojan_server_refused_per_ip_total", "Connections closed on accept because their address held max_conns_per_ip connections.",
+		func(st Stats) int64 { return st.RefusedPerIP })
+	counter("fastrojan_server_max_conns_waits_total", "Times the server stopped accepting because max_conns connections were being handled.",
+		func(st Stats) int64 { return st.FullWaits })
+	counter("fastrojan_server_nontls_answered_total", "Non-TLS connections answered as nginx would (built in).",
+		func(st Stats) int64 { return st.Decoys })
+	counter("fastrojan_server_nontls_tls_site_total", "Non-TLS connections and refused TLS handshakes relayed to tls_site.",
+		func(st Stats) int64 { return st.TLSSite })
+	_ = m.GaugeFunc("fastrojan_server_client_addresses", "Client addresses holding connections now.",
+		func() float64 { return float64(s.Stats().ClientIPs) })
 }

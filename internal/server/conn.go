@@ -86,6 +86,7 @@ func (s *Server) handle(c net.Conn) {
 	defer func() {
 		_ = c.Close()
 		s.active.Add(-1)
+		s.perIP.release(c)
 		<-s.slots
 		s.set.Remove(c)
 	}()
@@ -131,11 +132,25 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		return
 	}
 
-	tc := tls.Server(&replayConn{Conn: c, pending: first[:]}, s.opts.TLSConfig)
+	var under net.Conn = &replayConn{Conn: c, pending: first[:]}
+	var held *heldConn // with tls_site: a handshake we refuse goes there raw (refused.go)
+	if s.opts.TLSSite != "" {
+		held = &heldConn{Conn: under}
+		under = held
+	}
+	tc := tls.Server(under, s.opts.TLSConfig)
 	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
 	hsStart := time.Now()
-	if err := tc.Handshake(); err != nil {
+	err := tc.Handshake()
+	if err == nil && held != nil {
+		err = held.done()
+	}
+	if err != nil {
 		s.tlsFailures.Add(1)
+		if held.refused(err) {
+			s.relayTLSSite(c, held.seen, l)
+			return
+		}
 		l.outcome, l.err = outTLSFailed, err
 		return
 	}
@@ -270,32 +285,6 @@ func (s *Server) fallback(client net.Conn, seen []byte, rb *requestBuf, l *connL
 	l.up += up
 	l.down += down
 	l.err = err
-}
-
-// serveNonTLS handles a connection whose first byte is not a TLS handshake record.
-func (s *Server) serveNonTLS(c net.Conn, first []byte, l *connLog) {
-	if len(s.opts.PlainHTTPResponse) == 0 {
-		l.reason = "not TLS"
-		s.fallback(c, first, nil, l)
-		return
-	}
-	s.plainHTTP.Add(1)
-	l.outcome = outPlainHTTP
-	_ = c.SetDeadline(time.Now().Add(s.opts.RequestTimeout))
-	n, err := c.Write(s.opts.PlainHTTPResponse)
-	l.down = int64(n)
-	if err != nil {
-		l.err = err
-		return
-	}
-	// Send FIN, then read what the client still sends for a moment, so the close that follows finds
-	// an empty receive queue and does not reset the answer away.
-	if err := relay.CloseWrite(c); err != nil {
-		return
-	}
-	_ = c.SetReadDeadline(time.Now().Add(min(plainLinger, s.opts.RequestTimeout)))
-	m, _ := io.Copy(io.Discard, io.LimitReader(c, plainDrainMax))
-	l.up = int64(len(first)) + m
 }
 
 func isTimeout(err error) bool {

@@ -67,12 +67,6 @@ func TestFallbackByteExact(t *testing.T) {
 	t.Run("HTTP GET of a missing page over TLS", func(t *testing.T) {
 		compareProbe(t, srv, fb, []byte("GET /admin HTTP/1.0\r\n\r\n"), false)
 	})
-	t.Run("plain HTTP on the TLS port", func(t *testing.T) {
-		compareProbe(t, srv, fb, httpGet, true)
-	})
-	t.Run("plain garbage on the TLS port", func(t *testing.T) {
-		compareProbe(t, srv, fb, []byte("\x00\x01\x02 not tls at all\r\n\r\n"), true)
-	})
 
 	rng := rand.New(rand.NewPCG(2, 7)) // seeded: a failure reproduces
 	lengths := []int{0, 1, 2, 55, 56, 57, 58, 59, 64, 100, 320, 1000, 4095, 4096}
@@ -153,10 +147,11 @@ func TestFallbackStalledHeader(t *testing.T) {
 }
 
 // TestFallbackClosesCleanly: when the site ends the connection, the prober gets the whole answer,
-// then close_notify and a FIN (no RST), and the server lets go of the connection.
+// then close_notify and a FIN (no RST), and the server lets go of the connection. (Plain TCP goes
+// to tls_site, which ends the same way: TestTLSSiteRelay.)
 func TestFallbackClosesCleanly(t *testing.T) {
 	fb := startFallback(t)
-	srv := startServer(t, func(o *Options) { o.Fallback = fb.addr })
+	srv := startServer(t, func(o *Options) { o.Fallback = fb.addr; o.TLSSite = fb.addr })
 	req := []byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	for _, plain := range []bool{false, true} {
 		t.Run(fmt.Sprint("plain=", plain), func(t *testing.T) {

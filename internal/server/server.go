@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,13 @@ type Options struct {
 	// handshake record, which is then closed (trojan-gfw's ssl.plain_http_response). When empty such
 	// connections go to Fallback over plain TCP.
 	PlainHTTPResponse []byte
+	// TLSSite is the host:port of a real HTTPS server (for example nginx with the same certificate)
+	// that gets, raw, every connection whose first byte is not a TLS handshake record, so that probers
+	// get its answers byte for byte. Empty: such connections get nginx-like answers built in (decoy).
+	TLSSite string
+	// ServerToken names the server in the built-in answers to non-TLS input ("nginx/1.22.1"). Empty:
+	// the fallback site's own Server header, read in the background, else "nginx".
+	ServerToken string
 
 	HandshakeTimeout time.Duration // accept to TLS handshake done; default 10s
 	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
@@ -54,6 +62,9 @@ type Options struct {
 	// MaxConns bounds the connections handled at once (default 4096). Beyond it the server stops
 	// accepting and new connections wait in the kernel's listen backlog.
 	MaxConns int
+	// MaxConnsPerIP bounds the connections one client address holds at once (default
+	// DefaultMaxConnsPerIP). A connection beyond it is closed as soon as it is accepted.
+	MaxConnsPerIP int
 	// Dial connects to targets and to the fallback. Default: a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger // default slog.Default()
@@ -72,6 +83,11 @@ type Stats struct {
 	Authenticated int64 // requests with a known hash
 	Fallbacks     int64 // connections relayed to the fallback
 	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
+	Decoys        int64 // non-TLS connections answered as nginx would (built in)
+	TLSSite       int64 // non-TLS connections relayed raw to TLSSite
+	RefusedPerIP  int64 // connections closed at once: their address held MaxConnsPerIP already
+	FullWaits     int64 // times the accept loop waited because MaxConns connections were being handled
+	ClientIPs     int64 // client addresses holding connections now (a gauge)
 	TLSFailures   int64 // TLS handshakes that failed or timed out
 	UDP           UDPStats
 }
@@ -101,7 +117,14 @@ type Server struct {
 	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
+	decoys, tlsSite, refusedPerIP, fullWaits                           atomic.Int64
+	perIP                                                              *ipLimiter
 	udp                                                                udpStats
+
+	token     atomic.Pointer[string] // the fallback site's Server header (token.go)
+	tokenOnce sync.Once
+	bg        sync.WaitGroup // background goroutines: the token learner
+	handover  handover       // StopAccepting (handover.go)
 }
 
 // New checks opts, fills in defaults and returns a Server that is not serving yet.
@@ -120,6 +143,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Fallback != "" {
 		if _, _, err := net.SplitHostPort(opts.Fallback); err != nil {
 			return nil, fmt.Errorf("server: fallback %q: %w", opts.Fallback, err)
+		}
+	}
+	if opts.TLSSite != "" {
+		if _, _, err := net.SplitHostPort(opts.TLSSite); err != nil {
+			return nil, fmt.Errorf("server: tls_site %q: %w", opts.TLSSite, err)
 		}
 	}
 	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout} {
@@ -144,6 +172,12 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxConns == 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
+	if opts.MaxConnsPerIP < 0 {
+		return nil, fmt.Errorf("server: negative MaxConnsPerIP %d", opts.MaxConnsPerIP)
+	}
+	if opts.MaxConnsPerIP == 0 {
+		opts.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	if opts.Dial == nil {
 		var d net.Dialer
 		opts.Dial = d.DialContext
@@ -159,6 +193,7 @@ func New(opts Options) (*Server, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		slots:  make(chan struct{}, opts.MaxConns),
+		perIP:  newIPLimiter(opts.MaxConnsPerIP),
 		set:    connset.New(),
 	}, nil
 }
@@ -177,6 +212,11 @@ func (s *Server) Stats() Stats {
 		Authenticated: s.authenticated.Load(),
 		Fallbacks:     s.fallbacks.Load(),
 		PlainHTTP:     s.plainHTTP.Load(),
+		Decoys:        s.decoys.Load(),
+		TLSSite:       s.tlsSite.Load(),
+		RefusedPerIP:  s.refusedPerIP.Load(),
+		FullWaits:     s.fullWaits.Load(),
+		ClientIPs:     int64(s.perIP.addresses()),
 		TLSFailures:   s.tlsFailures.Load(),
 		UDP: UDPStats{
 			Associations:  s.udp.associations.Load(),
@@ -198,23 +238,50 @@ func (s *Server) Serve(ln net.Listener) error {
 	if !s.set.AddListener(ln) {
 		return nil
 	}
+	s.startTokenLearner()
+	s.handover.loops.Add(1)
+	accepting := true
+	stopAccepting := func() { // StopAccepting (handover.go) waits for this
+		if accepting {
+			accepting = false
+			s.handover.loops.Done()
+		}
+	}
 	defer func() {
+		stopAccepting()
 		s.set.RemoveListener(ln)
 		_ = ln.Close()
 	}()
+	handedOver := func() error { // stopped accepting for an upgrade: serve on until the shutdown
+		stopAccepting()
+		<-s.set.Done()
+		return nil
+	}
 
 	var backoff connset.Backoff
 	for {
 		select {
 		case s.slots <- struct{}{}: // wait for a free slot before accepting: MaxConns
-		case <-s.set.Done():
-			return nil
+		default:
+			s.fullWaits.Add(1)
+			select {
+			case s.slots <- struct{}{}:
+			case <-s.set.Done():
+				return nil
+			case <-s.handover.stopped():
+				return handedOver()
+			}
 		}
 		c, err := ln.Accept()
 		if err != nil {
 			<-s.slots
 			if s.set.Closing() {
 				return nil
+			}
+			select {
+			case <-s.handover.stopped():
+				return handedOver()
+			default:
 			}
 			wait, retry := backoff.Next(err)
 			if !retry {
@@ -228,7 +295,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff.Reset()
 		s.accepted.Add(1)
+		if !s.perIP.acquire(c) { // MaxConnsPerIP (limits.go)
+			s.refusedPerIP.Add(1)
+			_ = c.Close()
+			<-s.slots
+			continue
+		}
 		if !s.set.Add(c, true) {
+			s.perIP.release(c)
 			_ = c.Close()
 			<-s.slots
 			return nil
@@ -246,6 +320,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer stop()
 	err := s.set.Wait(ctx)
 	s.cancel()
+	s.bg.Wait()
 	return err
 }
 
@@ -254,5 +329,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.cancel()
 	s.set.CloseAll()
-	return s.set.Wait(context.Background())
+	err := s.set.Wait(context.Background())
+	s.bg.Wait()
+	return err
 }

@@ -14,6 +14,9 @@ func OnReload(fn func()) (stop func()) { return onSignal(syscall.SIGUSR1, fn) }
 // OnHangup calls fn on every SIGHUP (the farm secret is re-read) until stop is called.
 func OnHangup(fn func()) (stop func()) { return onSignal(syscall.SIGHUP, fn) }
 
+// OnUpgrade calls fn on every SIGUSR2 (hand the listeners to a new binary) until stop is called.
+func OnUpgrade(fn func()) (stop func()) { return onSignal(syscall.SIGUSR2, fn) }
+
 // onSignal calls fn on every sig until stop is called; stop waits for a running fn to return.
 func onSignal(sig os.Signal, fn func()) (stop func()) {
 	ch := make(chan os.Signal, 1)

@@ -108,6 +108,7 @@ type Ledger struct {
 	refreshErrs, flushErrs    atomic.Int64
 	pendingBytes              atomic.Int64
 	stop                      chan struct{}
+	flushNow                  chan struct{} // a user crossed its quota: write counts at once (farm.go)
 	wg                        sync.WaitGroup
 	closeOnce                 sync.Once
 	closeErr                  error
@@ -198,11 +199,12 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Ledger{
-		opts:    opts,
-		log:     opts.Logger,
-		accts:   make(map[trojan.Hash]*account),
-		pending: make(map[trojan.Hash]*Delta),
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		accts:    make(map[trojan.Hash]*account),
+		pending:  make(map[trojan.Hash]*Delta),
+		stop:     make(chan struct{}),
+		flushNow: make(chan struct{}, 1),
 	}
 	empty := map[trojan.Hash]*account{}
 	l.snap.Store(&empty)
@@ -373,6 +375,9 @@ func (l *Ledger) countLoop() {
 	}
 }
 
+// overQuota is enforce's log reason for a user present in the table who lost access.
+const overQuota = "over quota"
+
 // harvest moves the relays' counts into pending. Caller holds mu.
 func (l *Ledger) harvest() {
 	var n int64
@@ -435,7 +440,8 @@ func (l *Ledger) enforce() []*Session {
 		if !ok {
 			reason := "removed from the users table"
 			if a.present {
-				reason = "over quota"
+				reason = overQuota
+				l.quotaCrossed() // the other servers of a farm learn it at their next refresh
 			}
 			l.log.Info("users: access withdrawn, closing its connections", "user", a.name, "reason", reason, "connections", n)
 		}
@@ -465,6 +471,8 @@ func (l *Ledger) dbLoop() {
 			l.refresh()
 		case <-flush.C:
 			_ = l.flushOnce()
+		case <-l.flushNow:
+			l.flushAll()
 		}
 	}
 }
