@@ -120,6 +120,7 @@ type Ext struct {
 	TFO              TFO      `json:"tfo"`                // TCP Fast Open per leg; default: tcp.fast_open (tfo.go)
 	MetricsListen    string   `json:"metrics_listen"`     // Prometheus /metrics on this host:port; empty: off
 	Users            Users    `json:"users"`              // server: user database, quotas, accounting (users.go)
+	ACME             ACME     `json:"acme"`               // server: certificate by ACME instead of ssl.cert/ssl.key (acme.go)
 }
 
 // DefaultExt returns the defaults of the "fastrojan" object.
@@ -134,6 +135,7 @@ func DefaultExt() Ext {
 		LogFormat:        DefaultLogFormat,
 		Farm:             DefaultFarm(),
 		Users:            DefaultUsers(),
+		ACME:             DefaultACME(),
 	}
 }
 
