@@ -16,7 +16,6 @@ import (
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/server"
-	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 	"github.com/fastrojan/fastrojan/internal/users"
 )
@@ -53,8 +52,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return exitOK
 }
 
-// runConfig runs the service a config describes until ctx ends, then drains it.
-func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// runConfig runs the service a config describes until ctx ends, then drains it. A server calls
+// onReady once it listens with its certificate in place (for ACME: once the CA has issued it).
+func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, onReady ...func()) error {
 	tel, stopMetrics, err := startMetrics(cfg, log)
 	if err != nil {
 		return err
@@ -81,16 +81,25 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			return err
 		}
 		defer farmKeys.Close()
+		ctx, stopCerts, err := startCertificates(ctx, certs, log, onReady) // fastrojan.acme
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopCerts()
 		stopReload := onReload(func() {
 			if err := certs.Reload(); err != nil {
 				log.Error("certificate reload failed; keeping the old one", "err", err)
 				return
 			}
-			log.Info("certificate reloaded", "cert", cfg.SSL.Cert)
+			log.Info("certificate reloaded", "cert", cfg.SSL.Cert, "acme", cfg.Fastrojan.ACME.Domains)
 		})
 		defer stopReload()
 		log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
-		return serve(ctx, log, shutdownTimeout(cfg), srv, ln)
+		if err := serve(ctx, log, shutdownTimeout(cfg), srv, ln); err != nil {
+			return err
+		}
+		return certsStartErr(ctx)
 	case "client":
 		cl, ln, err := buildClient(cfg, log, tel)
 		if err != nil {
@@ -116,8 +125,8 @@ func shutdownTimeout(cfg *config.Config) time.Duration {
 
 // buildServer makes a server and its listener from cfg.
 // tel (optional) receives metrics.
-func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ...*telemetry) (*server.Server, net.Listener, *tlsconf.CertStore, error) {
-	tlsCfg, certs, err := tlsconf.Server(cfg.SSL, log)
+func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ...*telemetry) (*server.Server, net.Listener, certSource, error) {
+	tlsCfg, certs, err := serverTLS(cfg, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
