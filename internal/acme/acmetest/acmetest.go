@@ -26,6 +26,9 @@ type Options struct {
 	IP       net.IP // every name resolves to this (A record); a loopback address
 	TLSPort  int    // where TLS-ALPN-01 is checked
 	HTTPPort int    // where HTTP-01 is checked
+	// Hold makes validation wait (DNS answers are held back) until Release: a test can act while
+	// an issuance is certainly in progress.
+	Hold bool
 }
 
 // CA is a running Pebble.
@@ -37,6 +40,23 @@ type CA struct {
 	ca          *ca.CAImpl
 	db          *db.MemoryStore
 	log         *syncBuffer
+	srv         *httptest.Server
+	gate        *gate
+}
+
+// gate holds DNS answers until opened; it counts the queries that waited.
+type gate struct {
+	open    chan struct{}
+	once    sync.Once
+	waiting chan struct{} // gets a value for each query that started waiting
+}
+
+func (g *gate) wait() {
+	select {
+	case g.waiting <- struct{}{}:
+	default:
+	}
+	<-g.open
 }
 
 // Start runs Pebble until the test ends. Pebble's random validation delays and nonce rejections are
@@ -50,7 +70,11 @@ func Start(t testing.TB, opts Options) *CA {
 	}
 	buf := &syncBuffer{}
 	logger := log.New(buf, "pebble ", log.Lmicroseconds)
-	dnsAddr := startDNS(t, opts.IP)
+	g := &gate{open: make(chan struct{}), waiting: make(chan struct{}, 64)}
+	if !opts.Hold {
+		close(g.open)
+	}
+	dnsAddr := startDNS(t, opts.IP, g)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, opts.HTTPPort, opts.TLSPort, false, dnsAddr, store)
@@ -59,6 +83,11 @@ func Start(t testing.TB, opts Options) *CA {
 	srv.Config.ErrorLog = log.New(buf, "pebble http ", log.Lmicroseconds)
 	srv.StartTLS()
 	t.Cleanup(func() {
+		g.once.Do(func() {
+			if opts.Hold {
+				close(g.open)
+			}
+		})
 		srv.Close()
 		if t.Failed() {
 			t.Logf("pebble log:\n%s", buf.String())
@@ -69,7 +98,7 @@ func Start(t testing.TB, opts Options) *CA {
 	if err := os.WriteFile(rootFile, apiRoot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &CA{Directory: srv.URL + "/dir", APIRootFile: rootFile, ca: authority, db: store, log: buf}
+	return &CA{Directory: srv.URL + "/dir", APIRootFile: rootFile, ca: authority, db: store, log: buf, srv: srv, gate: g}
 }
 
 // Roots is the pool of the CA's issuing root: what a client that trusts only this CA uses.
@@ -82,17 +111,28 @@ func (c *CA) Roots() *x509.CertPool {
 // RootPEM is the issuing root as PEM (for a client's ssl.cert).
 func (c *CA) RootPEM() []byte { return c.ca.GetRootCert(0).PEM() }
 
+// Validating returns a channel that receives once validation has started and is being held
+// (Options.Hold).
+func (c *CA) Validating() <-chan struct{} { return c.gate.waiting }
+
+// Release lets held validations go on.
+func (c *CA) Release() { c.gate.once.Do(func() { close(c.gate.open) }) }
+
+// Close stops the CA's directory (the CA becomes unreachable).
+func (c *CA) Close() { c.srv.CloseClientConnections(); c.srv.Close() }
+
 // Log is what Pebble logged so far.
 func (c *CA) Log() string { return c.log.String() }
 
 // startDNS answers A queries for any name with ip, and every other query with an empty answer, over
 // TCP (as Pebble asks) on loopback.
-func startDNS(t testing.TB, ip net.IP) string {
+func startDNS(t testing.TB, ip net.IP, g *gate) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		g.wait()
 		r := new(dns.Msg)
 		r.SetReply(q)
 		for _, question := range q.Question {
