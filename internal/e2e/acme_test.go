@@ -303,4 +303,3 @@ func echoes(t *testing.T, c net.Conn, msg string) {
 		t.Fatalf("tunnel echo (%s): %q %v", msg, buf, err)
 	}
 }
-
