@@ -49,9 +49,12 @@ func startMetrics(cfg *config.Config, log *slog.Logger) (t *telemetry, stop func
 	return &telemetry{metrics: m}, func() { _ = ep.Close() }, nil
 }
 
-// serverListen opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
+// serverListen opens the server's listener (or takes the one systemd hands over): with TCP Fast Open (tcp.fast_open_qlen) when
 // fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
 func serverListen(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
+	if ln, ok, err := activatedListener(cfg, log); ok || err != nil { // systemd's .socket unit
+		return ln, err
+	}
 	if !cfg.TFOServerListen() {
 		return listen(cfg.TCP, cfg.LocalHostPort())
 	}
