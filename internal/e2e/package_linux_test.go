@@ -98,6 +98,34 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("systemd-analyze verify passed a unit with a missing command:\n%s", out)
 	}
 
+	// The README's drop-in for trojan-gfw users (fastrojan.service on /etc/trojan/config.json) verifies
+	// too, and is really applied: the same drop-in with a missing command fails.
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(readme), "**Coming from trojan-gfw?**")
+	_, block, _ := strings.Cut(after, "```ini\n")
+	dropIn, _, ok := strings.Cut(block, "```")
+	if !ok || !strings.Contains(dropIn, "ExecStart=/usr/bin/fastrojan -c /etc/trojan/config.json") {
+		t.Fatalf("README has no drop-in for /etc/trojan/config.json: %q", dropIn)
+	}
+	for _, tc := range []struct {
+		dropIn string
+		pass   bool
+	}{{dropIn, true}, {strings.ReplaceAll(dropIn, "ExecStart=/usr/bin/fastrojan", "ExecStart=/usr/bin/fastrojan-missing"), false}} {
+		dir := t.TempDir()
+		_ = os.MkdirAll(filepath.Join(dir, "fastrojan.service.d"), 0o755)
+		_ = os.WriteFile(filepath.Join(dir, "fastrojan.service"), unit, 0o644)
+		_ = os.WriteFile(filepath.Join(dir, "fastrojan.service.d", "trojan-gfw.conf"), []byte(tc.dropIn), 0o644)
+		cmd := exec.Command("systemd-analyze", "verify", "--man=no", "fastrojan.service")
+		cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":")
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != tc.pass {
+			t.Errorf("systemd-analyze verify with drop-in (pass=%v): %v\n%s\n%s", tc.pass, err, tc.dropIn, out)
+		}
+	}
+
 	if out := run("/usr/bin/fastrojan", "-t", "-c", "/usr/share/doc/fastrojan/examples/config.json"); !strings.Contains(out, ": ok (run_type server)") {
 		t.Errorf("packaged binary -t on the packaged example: %s", out)
 	}
