@@ -18,8 +18,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,7 +308,10 @@ func (m *Manager) Reload() error { return m.Renew(context.Background()) }
 
 // Close stops the HTTP-01 server and renewals. Open connections are not touched.
 func (m *Manager) Close() error {
-	if !m.closed.CompareAndSwap(false, true) {
+	m.mu.Lock()
+	first := m.closed.CompareAndSwap(false, true)
+	m.mu.Unlock()
+	if !first {
 		return nil
 	}
 	if m.httpSrv != nil {
@@ -351,7 +356,13 @@ func (m *Manager) reload(ctx context.Context) error {
 func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
 	switch event {
 	case "cert_obtained":
-		if renewal, _ := data["renewal"].(bool); renewal && !m.closed.Load() {
+		renewal, _ := data["renewal"].(bool)
+		if !renewal {
+			return nil
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.closed.Load() { // under mu: Close cannot be waiting on wg yet
 			m.wg.Go(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -369,22 +380,35 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 	return nil
 }
 
-// serveHTTP answers HTTP-01 challenges and redirects everything else to https, like a web site.
+// serveHTTP answers HTTP-01 challenges and redirects everything else to https, like a web site: to
+// the requested name if it is one of ours (else the first), same path and query.
 func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.issuer.HandleHTTPChallenge(w, r) {
 		return
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	host := m.opts.Domains[0]
+	asked := r.Host
+	if h, _, err := net.SplitHostPort(asked); err == nil {
+		asked = h
 	}
-	if host == "" {
-		host = m.opts.Domains[0]
+	for _, d := range m.opts.Domains {
+		if strings.EqualFold(asked, d) {
+			host = d
+		}
 	}
 	if _, port := splitPort(m.opts.TLSAddr); port != 0 && port != 443 {
 		host = net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	path := r.URL.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	query := r.URL.RawQuery
+	if strings.ContainsFunc(query, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		query = ""
+	}
+	target := url.URL{Scheme: "https", Host: host, Path: path, RawQuery: query}
+	http.Redirect(w, r, target.String(), http.StatusMovedPermanently)
 }
 
 func splitPort(addr string) (string, int) {

@@ -630,6 +630,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(`{"ssl":{"alpn_port_override":{"h2":81}},"fastrojan":{"idle_timeout":1.5}}`))
 	f.Add([]byte(`{"a":1,"a":2}`))
+	f.Add([]byte(`{"run_type":"server","fastrojan":{"acme":{"domains":["a.example.com"],"challenges":["http-01"],"http_listen":""}}}`))
 	f.Add([]byte(`{"local_port":1e20}`))
 	f.Add([]byte("\xef\xbb\xbf{}"))
 	f.Add([]byte(`[`))

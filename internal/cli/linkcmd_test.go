@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLinkCommand(t *testing.T) {
+	dir := t.TempDir()
+	link := trojanLink{Password: "secret-password", Host: "proxy.example.com", Port: 443, SNI: "proxy.example.com", Name: "fastrojan"}.String()
+	if err := os.WriteFile(filepath.Join(dir, linkFile), []byte(link+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := linkCommand(context.Background(), []string{"--state-dir", dir}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if lines[0] != link || !strings.Contains(out.String(), "█") {
+		t.Errorf("output does not start with the link and draw a QR code:\n%s", out.String())
+	}
+	out.Reset()
+	insecure := trojanLink{Password: "pw", Host: "203.0.113.7", Port: 443, AllowInsecure: true}.String()
+	if code := linkCommand(context.Background(), []string{"--no-qr", insecure}, &out, &errOut); code != exitOK ||
+		strings.Contains(out.String(), "█") || !strings.Contains(out.String(), "does not verify") {
+		t.Errorf("--no-qr with a link argument: exit %d\n%s", code, out.String())
+	}
+	if code := linkCommand(context.Background(), []string{"--state-dir", filepath.Join(dir, "none")}, &out, &errOut); code != exitFail ||
+		!strings.Contains(errOut.String(), "saves its link there") {
+		t.Errorf("missing state: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := linkCommand(context.Background(), []string{"http://x"}, &out, &errOut); code != exitFail || !strings.Contains(errOut.String(), "scheme") {
+		t.Errorf("bad link: exit %d, %q", code, errOut.String())
+	}
+}
+
+// FuzzParseTrojanLink: whatever parses prints as a link that parses to the same fields.
+func FuzzParseTrojanLink(f *testing.F) {
+	f.Add("trojan://secret@proxy.example.net:443?security=tls&type=tcp&peer=cdn.example.net#HK%2001")
+	f.Add("trojan://p%40ss@[2001:db8::1]:8443?sni=example.com&allowInsecure=1&alpn=h2,http/1.1#x")
+	f.Add("trojan://a:b@h")
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := parseTrojanLink(s)
+		if err != nil {
+			return
+		}
+		back, err := parseTrojanLink(l.String())
+		if err != nil {
+			t.Fatalf("%q parsed, but its own printing %q does not: %v", s, l.String(), err)
+		}
+		if back.Password != l.Password || back.Host != l.Host || back.Port != l.Port || back.SNI != l.SNI ||
+			back.AllowInsecure != l.AllowInsecure || back.Name != l.Name || strings.Join(back.ALPN, ",") != strings.Join(l.ALPN, ",") {
+			t.Fatalf("round trip of %q: %+v then %+v", s, l, back)
+		}
+	})
+}
