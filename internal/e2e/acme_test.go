@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -301,5 +302,36 @@ func echoes(t *testing.T, c net.Conn, msg string) {
 	buf := make([]byte, len(msg))
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
 		t.Fatalf("tunnel echo (%s): %q %v", msg, buf, err)
+	}
+}
+
+// TestACMEConfigFile: a trojan-gfw config.json with a fastrojan.acme object instead of ssl.cert and
+// ssl.key gets its certificate the same way, passes -t, and renews on SIGUSR1.
+func TestACMEConfigFile(t *testing.T) {
+	port := freePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	pebble := acmetest.Start(t, acmetest.Options{IP: net.IPv4(127, 0, 0, 1), TLSPort: port, HTTPPort: 1})
+	dir := t.TempDir()
+	cfg := writeJSON(t, dir, "config.json", map[string]any{
+		"run_type": "server", "local_addr": "127.0.0.1", "local_port": port,
+		"remote_addr": "127.0.0.1", "remote_port": 81, "password": []string{"acme-config"},
+		"fastrojan": map[string]any{"acme": map[string]any{
+			"domains": []string{acmeName}, "ca": pebble.Directory, "ca_root": pebble.APIRootFile,
+			"storage": filepath.Join(dir, "acme"), "http_listen": "", "challenges": []string{"tls-alpn-01"},
+		}},
+	})
+	if out, err := exec.Command(binary, "-t", "-c", cfg).CombinedOutput(); err != nil || !strings.Contains(string(out), "ok (run_type server)") {
+		t.Fatalf("-t: %v\n%s", err, out)
+	}
+	srv := start(t, binary, "-c", cfg)
+	waitOutput(t, srv, regexp.MustCompile(`certificate in use`))
+	roots := pebble.Roots()
+	first := verifiedCert(t, listen, roots)
+	if err := srv.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, srv, regexp.MustCompile(`certificate reloaded`))
+	if c := verifiedCert(t, listen, roots); c.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Errorf("SIGUSR1 did not renew: serial %x", c.SerialNumber)
 	}
 }
