@@ -403,8 +403,9 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	query := r.URL.RawQuery
-	if strings.ContainsFunc(query, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+	query := r.URL.RawQuery // kept only if it is what a real request line can carry
+	if _, err := url.ParseQuery(query); err != nil ||
+		strings.ContainsFunc(query, func(c rune) bool { return c <= ' ' || c == '#' || c >= 0x7f }) {
 		query = ""
 	}
 	target := url.URL{Scheme: "https", Host: host, Path: path, RawQuery: query}
