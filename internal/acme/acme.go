@@ -52,7 +52,10 @@ type Options struct {
 
 	// ObtainTimeout bounds the first issuance and a forced renewal; default 3 minutes.
 	ObtainTimeout time.Duration
-	Logger        *slog.Logger
+	// RenewCheckInterval is how often certificates are checked for renewal; default certmagic's
+	// (10 minutes).
+	RenewCheckInterval time.Duration
+	Logger             *slog.Logger
 }
 
 // Manager holds the server's certificate and keeps it valid.
@@ -74,6 +77,7 @@ type Manager struct {
 	temporary bool   // cur is the temporary certificate of the first issuance
 	mu        sync.Mutex
 
+	renewing  atomic.Bool   // a forced renewal reloads the certificate itself
 	ready     chan struct{} // closed when the first ACME certificate is in use
 	readyOnce sync.Once
 	wg        sync.WaitGroup // HTTP server and event-driven reloads
@@ -191,8 +195,9 @@ func (m *Manager) Start(ctx context.Context) error {
 
 	zl := zapLogger(m.log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
-		Logger:           zl,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
+		RenewCheckInterval: m.opts.RenewCheckInterval,
+		Logger:             zl,
 	})
 	m.magic = certmagic.New(m.cache, certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: m.opts.Storage},
@@ -297,6 +302,8 @@ func (m *Manager) Renew(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, m.opts.ObtainTimeout)
 	defer cancel()
+	m.renewing.Store(true)
+	defer m.renewing.Store(false)
 	if err := m.magic.RenewCertSync(rctx, m.opts.Domains[0], true); err != nil {
 		return m.explain("renew the certificate", err)
 	}
@@ -357,7 +364,7 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 	switch event {
 	case "cert_obtained":
 		renewal, _ := data["renewal"].(bool)
-		if !renewal {
+		if !renewal || m.renewing.Load() {
 			return nil
 		}
 		m.mu.Lock()

@@ -280,3 +280,49 @@ func (l *logBuf) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestBackgroundRenewal: certmagic's maintenance renews a certificate that is due, and new handshakes
+// get the new one without anyone asking.
+func TestBackgroundRenewal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	pebble := acmetest.Start(t, acmetest.Options{IP: net.IPv4(127, 0, 0, 1), TLSPort: port, HTTPPort: 1, Validity: 12 * time.Second})
+	logs := &logBuf{}
+	m, err := acme.New(acme.Options{
+		Domains: []string{testName}, CA: pebble.Directory, CARoot: pebble.APIRootFile,
+		Storage: filepath.Join(t.TempDir(), "acme"), TLSAddr: ln.Addr().String(), TLSALPN: true,
+		ObtainTimeout: time.Minute, RenewCheckInterval: 500 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tlsServer(t, ln, m)
+	if err := m.Obtain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := verifiedDial(t, ln.Addr().String(), pebble)
+	serial := first.ConnectionState().PeerCertificates[0].SerialNumber
+	first.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: testName, RootCAs: pebble.Roots()})
+		if err != nil {
+			continue // the old one may have expired just before the new one is in
+		}
+		got := c.ConnectionState().PeerCertificates[0].SerialNumber
+		c.Close()
+		if got.Cmp(serial) != 0 {
+			return
+		}
+	}
+	t.Fatalf("no renewal within 20 s of a 12 s certificate:\n%s", logs.String())
+}

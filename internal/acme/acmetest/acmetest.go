@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
@@ -29,6 +30,8 @@ type Options struct {
 	// Hold makes validation wait (DNS answers are held back) until Release: a test can act while
 	// an issuance is certainly in progress.
 	Hold bool
+	// Validity of the certificates issued; default Pebble's (90 days).
+	Validity time.Duration
 }
 
 // CA is a running Pebble.
@@ -76,7 +79,7 @@ func Start(t testing.TB, opts Options) *CA {
 	}
 	dnsAddr := startDNS(t, opts.IP, g)
 	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default", ValidityPeriod: uint64(opts.Validity / time.Second)}})
 	validator := va.New(logger, opts.HTTPPort, opts.TLSPort, false, dnsAddr, store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
 	srv := httptest.NewUnstartedServer(front.Handler())
