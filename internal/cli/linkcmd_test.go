@@ -38,6 +38,24 @@ func TestLinkCommand(t *testing.T) {
 	}
 }
 
+func TestLinkFromServerConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	doc := `{"run_type":"server","local_addr":"::","local_port":8443,"remote_addr":"127.0.0.1","remote_port":8080,
+		"password":["first-pw","second-pw"],"fastrojan":{"acme":{"domains":["proxy.example.com"]}}}`
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if code := linkCommand(context.Background(), []string{"-c", cfg, "--no-qr"}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	want := "trojan://first-pw@proxy.example.com:8443?sni=proxy.example.com#fastrojan"
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Errorf("link %q, want %q", got, want)
+	}
+}
+
 // FuzzParseTrojanLink: whatever parses prints as a link that parses to the same fields.
 func FuzzParseTrojanLink(f *testing.F) {
 	f.Add("trojan://secret@proxy.example.net:443?security=tls&type=tcp&peer=cdn.example.net#HK%2001")
