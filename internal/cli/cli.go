@@ -31,6 +31,7 @@ func commands() []command {
 		{"run", "run a trojan-gfw config.json (same as: fastrojan -c FILE)", runCommand},
 		{"server", "run a server with generated certificate, password and fallback site", serverCommand},
 		{"client", "run a SOCKS5 client from a trojan:// link", clientCommand},
+		{"link", "show the server's trojan:// link as text and QR code", linkCommand},
 		{"demo", "server, client and web page on loopback; fetch through the proxy and report", demoCommand},
 		{"lab", "emulated WAN in network namespaces (root): lab up | lab down", labCommand},
 		{"doctor", "will TCP Fast Open work here? checks with the fix for each problem", doctorCommand},

@@ -48,7 +48,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		log.Warn("the link sets allowInsecure: the server's certificate is not verified")
 	}
 	fmt.Fprintf(stdout, "SOCKS5 proxy on %s; try: curl -x socks5h://%s https://example.com/\n", *listenAddr, *listenAddr)
-	if err := runConfig(ctx, cfg, log); err != nil {
+	if err := runConfig(ctx, cfg, log, nil); err != nil {
 		log.Error("client stopped", "err", err)
 		return exitFail
 	}

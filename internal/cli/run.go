@@ -42,7 +42,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitOK
 	}
 	log := newLogger(stderr, config.LevelFromTrojan(cfg.LogLevel), cfg.Fastrojan.LogFormat)
-	if err := runConfig(ctx, cfg, log); err != nil {
+	if err := runConfig(ctx, cfg, log, nil); err != nil {
 		log.Error("fastrojan stopped", "err", err)
 		return exitFail
 	}
@@ -50,8 +50,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // runConfig runs the service a config describes until ctx ends, then stops it within
-// fastrojan.shutdown_timeout.
-func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// fastrojan.shutdown_timeout. A server calls onReady (optional) once it listens with its certificate
+// in place (for ACME: once the CA has issued it).
+func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, onReady func()) error {
 	m, endpoint, metricsLn, err := metrics.Serve(cfg.Fastrojan.MetricsListen, log)
 	if err != nil {
 		return err
@@ -59,7 +60,7 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	var svc interface{ Parts() []service.Part }
 	if cfg.RunType == config.RunServer {
 		var a *server.Assembly
-		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m}); err == nil {
+		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m, StateDir: defaultStateDir(), OnReady: onReady}); err == nil {
 			svc = a
 			var drain context.CancelFunc
 			ctx, drain = context.WithCancel(ctx)

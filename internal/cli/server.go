@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
@@ -21,35 +22,56 @@ import (
 )
 
 // serverCommand is `fastrojan server`: a server with nothing to edit. On first start it creates, in
-// a state directory, a self-signed certificate and a random password; it serves a built-in fallback
-// site unless --fallback names one.
+// a state directory, a random password and gets a certificate for --host from an ACME CA (Let's
+// Encrypt by default), renewing it while it runs; self-signed only with --self-signed or when the host
+// is an IP address. It serves a built-in fallback site unless --fallback names one.
 func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listenAddr := fs.String("listen", ":443", "address to listen on")
-	stateDir := fs.String("state-dir", defaultStateDir(), "where the certificate and password are kept")
-	host := fs.String("host", "", "name or address clients use to reach this server (default: this host's first public address)")
+	stateDir := fs.String("state-dir", defaultStateDir(), "where the password and certificates are kept")
+	host := fs.String("host", "", "DNS name clients use to reach this server; its certificate comes from --acme-ca (default: this host's first public address, self-signed)")
 	fallback := fs.String("fallback", "", "HOST:PORT of the web server probers are handed to (default: a built-in site)")
+	selfSigned := fs.Bool("self-signed", false, "use a self-signed certificate instead of ACME (the link then carries allowInsecure=1)")
+	acmeCA := fs.String("acme-ca", config.DefaultACMECA, "ACME directory URL of the CA")
+	acmeRoot := fs.String("acme-ca-root", "", "PEM `file` with the root of a private ACME CA's HTTPS certificate")
+	acmeEmail := fs.String("acme-email", "", "contact address given to the CA (expiry notices)")
+	httpListen := fs.String("http-listen", config.DefaultACMEHTTPListen, "where the HTTP-01 challenge server listens (it redirects everything else to https); \"\" for none")
+	challenges := fs.String("acme-challenges", "", "comma-separated challenge types to answer: tls-alpn-01, http-01 (default both)")
+	noQR := fs.Bool("no-qr", false, "do not draw the link as a QR code")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	level, err := parseLevel(*logLevel)
 	if err != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: fastrojan server [--listen :443] [--state-dir DIR] [--host NAME] [--fallback HOST:PORT]")
+		fmt.Fprintln(stderr, "usage: fastrojan server [--listen :443] [--state-dir DIR] [--host NAME] [--fallback HOST:PORT] [--self-signed] [--acme-ca URL] [--acme-ca-root FILE] [--acme-email ADDR] [--http-listen :80]")
 		return exitUsage
 	}
 	log := newLogger(stderr, level, "text")
 	if *host == "" {
 		*host = guessPublicHost()
 	}
-	st, err := loadOrCreateState(*stateDir, *host)
+	useACME := !*selfSigned && net.ParseIP(*host) == nil
+	if useACME {
+		if why := config.ValidDomain(*host); why != "" {
+			fmt.Fprintf(stderr, "fastrojan server: --host %s: %s.\nGive the public DNS name of this server, or --self-signed for a certificate clients cannot verify.\n", *host, why)
+			return exitUsage
+		}
+	}
+	switch {
+	case *selfSigned:
+		log.Info("self-signed certificate, as asked (--self-signed): clients cannot verify this server; the link carries allowInsecure=1")
+	case !useACME:
+		log.Info("self-signed certificate: the host is an IP address and ACME CAs issue for DNS names; give --host NAME for a trusted certificate", "host", *host)
+	}
+	st, err := loadOrCreateState(*stateDir, *host, !useACME)
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan server: %v\n", err)
 		return exitFail
 	}
 	if st.created {
-		log.Info("created certificate and password", "state_dir", *stateDir)
+		log.Info("created password", "state_dir", *stateDir)
 	}
 
 	listenHost, listenPort, err := splitHostPort(*listenAddr)
@@ -60,7 +82,13 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cfg := config.Default("server")
 	cfg.LocalAddr, cfg.LocalPort = listenHost, listenPort
 	cfg.Password = []string{st.password}
-	cfg.SSL.Cert, cfg.SSL.Key = st.certFile, st.keyFile
+	cfg.TCP.FastOpen = true // TLS in the SYN is replay-safe (DESIGN.md 3.9); the sysctl decides whether it works
+	if useACME {
+		cfg.Fastrojan.ACME = config.ACME{Domains: []string{*host}, Email: *acmeEmail, CA: *acmeCA, CARoot: *acmeRoot,
+			Storage: filepath.Join(*stateDir, "acme"), HTTPListen: *httpListen, Challenges: splitList(*challenges)}
+	} else {
+		cfg.SSL.Cert, cfg.SSL.Key = st.certFile, st.keyFile
+	}
 
 	if *fallback == "" {
 		site, err := website.Start("127.0.0.1:0", log)
@@ -75,17 +103,45 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "fastrojan server: --fallback: %v\n", err)
 		return exitUsage
 	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "fastrojan server: %v\n", err)
+		return exitUsage
+	}
 
-	link := config.TrojanLink{Password: st.password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: true, Name: "fastrojan"}
-	fmt.Fprintf(stdout, "Trojan link (keep it secret, it holds the password):\n  %s\n", link)
-	fmt.Fprintf(stdout, "On the client machine run:\n  fastrojan client '%s'\n", link)
-	fmt.Fprintf(stdout, "Certificate and password are in %s; --host changes the name in the link.\n", *stateDir)
-
-	if err := runConfig(ctx, cfg, log); err != nil {
+	link := config.TrojanLink{Password: st.password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: !useACME, Name: "fastrojan"}
+	if useACME {
+		log.Info("the link is printed once the certificate is issued", "host", *host, "ca", *acmeCA)
+	}
+	printLink := func() {
+		fmt.Fprintf(stdout, "Trojan link (keep it secret, it holds the password):\n  %s\n", link)
+		fmt.Fprintf(stdout, "On the client machine run:\n  fastrojan client '%s'\n", link)
+		if !*noQR {
+			fmt.Fprintln(stdout, "Or scan it with a phone client:")
+			printQR(stdout, link.String())
+		}
+		fmt.Fprintf(stdout, "Password and certificates are in %s; `fastrojan link --state-dir %s` shows the link again.\n", *stateDir, *stateDir)
+		if err := os.WriteFile(filepath.Join(*stateDir, linkFile), []byte(link.String()+"\n"), 0o600); err != nil {
+			log.Warn("could not save the link", "err", err)
+		}
+	}
+	if err := runConfig(ctx, cfg, log, printLink); err != nil {
 		log.Error("server stopped", "err", err)
 		return exitFail
 	}
 	return exitOK
+}
+
+// linkFile is where `fastrojan server` keeps its link in the state directory, for `fastrojan link`.
+const linkFile = "link"
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 type serverState struct {
@@ -93,9 +149,9 @@ type serverState struct {
 	created                     bool
 }
 
-// loadOrCreateState returns the state in dir, creating what is missing: a self-signed certificate
-// for host and a random password, readable by the owner only.
-func loadOrCreateState(dir, host string) (serverState, error) {
+// loadOrCreateState returns the state in dir, creating what is missing: a random password and, with
+// selfSigned, a self-signed certificate for host, readable by the owner only.
+func loadOrCreateState(dir, host string, selfSigned bool) (serverState, error) {
 	st := serverState{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
 	pwFile := filepath.Join(dir, "password")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -119,7 +175,7 @@ func loadOrCreateState(dir, host string) (serverState, error) {
 	if st.password == "" {
 		return st, fmt.Errorf("%s is empty: delete it to generate a new password", pwFile)
 	}
-	if _, err := os.Stat(st.certFile); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(st.certFile); selfSigned && errors.Is(err, fs.ErrNotExist) {
 		hosts := []string{host, "localhost", "127.0.0.1", "::1"}
 		certPEM, keyPEM, err := tlsconf.GenerateSelfSigned(hosts)
 		if err != nil {

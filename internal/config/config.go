@@ -122,6 +122,7 @@ type Ext struct {
 	Users            Users    `json:"users"`              // server: user database, quotas, accounting (users.go)
 	TLSSite          string   `json:"tls_site"`           // server: HTTPS server that gets non-TLS input raw (probe.go)
 	MaxConnsPerIP    int      `json:"max_conns_per_ip"`   // server: connections at once from one client address; 0 = default
+	ACME             ACME     `json:"acme"`               // server: certificate by ACME instead of ssl.cert/ssl.key (acme.go)
 }
 
 // DefaultExt returns the defaults of the "fastrojan" object.
@@ -136,6 +137,7 @@ func DefaultExt() Ext {
 		LogFormat:        DefaultLogFormat,
 		Farm:             DefaultFarm(),
 		Users:            DefaultUsers(),
+		ACME:             DefaultACME(),
 	}
 }
 

@@ -120,6 +120,13 @@ var keyCases = []keyCase{
 	{"fastrojan.users.flush", `30`, func(c *Config) any { return c.Fastrojan.Users.Flush }, Duration(30 * time.Second), `"often"`, "a duration"},
 	{"fastrojan.users.journal", `"/var/lib/fastrojan/journal"`, func(c *Config) any { return c.Fastrojan.Users.Journal }, "/var/lib/fastrojan/journal", `[]`, "a string"},
 	{"fastrojan.users.per_user_metrics", `true`, func(c *Config) any { return c.Fastrojan.Users.PerUserMetrics }, true, `"yes"`, "a boolean"},
+	{"fastrojan.acme.domains", `["proxy.example.com"]`, func(c *Config) any { return c.Fastrojan.ACME.Domains }, []string{"proxy.example.com"}, `"proxy.example.com"`, "an array"},
+	{"fastrojan.acme.email", `"ops@example.com"`, func(c *Config) any { return c.Fastrojan.ACME.Email }, "ops@example.com", `1`, "a string"},
+	{"fastrojan.acme.ca", `"https://ca.test/dir"`, func(c *Config) any { return c.Fastrojan.ACME.CA }, "https://ca.test/dir", `[]`, "a string"},
+	{"fastrojan.acme.ca_root", `"/ca.pem"`, func(c *Config) any { return c.Fastrojan.ACME.CARoot }, "/ca.pem", `true`, "a string"},
+	{"fastrojan.acme.storage", `"/var/lib/x"`, func(c *Config) any { return c.Fastrojan.ACME.Storage }, "/var/lib/x", `{}`, "a string"},
+	{"fastrojan.acme.http_listen", `""`, func(c *Config) any { return c.Fastrojan.ACME.HTTPListen }, "", `80`, "a string"},
+	{"fastrojan.acme.challenges", `["http-01"]`, func(c *Config) any { return c.Fastrojan.ACME.Challenges }, []string{"http-01"}, `"http-01"`, "an array"},
 }
 
 // TestEveryKnownKeyIsCovered fails when a key is added to the structs without a row in keyCases.
@@ -625,6 +632,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(`{"ssl":{"alpn_port_override":{"h2":81}},"fastrojan":{"idle_timeout":1.5}}`))
 	f.Add([]byte(`{"a":1,"a":2}`))
+	f.Add([]byte(`{"run_type":"server","fastrojan":{"acme":{"domains":["a.example.com"],"challenges":["http-01"],"http_listen":""}}}`))
 	f.Add([]byte(`{"local_port":1e20}`))
 	f.Add([]byte("\xef\xbb\xbf{}"))
 	f.Add([]byte(`[`))

@@ -64,6 +64,9 @@ func ParseTrojanLink(s string) (TrojanLink, error) {
 	if l.Host == "" {
 		return l, errors.New("trojan link: no host")
 	}
+	if strings.Contains(l.Host, ":") && net.ParseIP(l.Host) == nil { // "trojan://pw@::" has host ":"
+		return l, fmt.Errorf("trojan link: bad host %q (an IPv6 address goes in brackets: [2001:db8::1]:443)", l.Host)
+	}
 	l.Port = 443
 	if p := u.Port(); p != "" {
 		if l.Port, err = strconv.Atoi(p); err != nil || l.Port < 1 || l.Port > 65535 {

@@ -43,3 +43,24 @@ func TestParseTrojanLinkErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTrojanLink: whatever parses prints as a link that parses to the same fields.
+func FuzzParseTrojanLink(f *testing.F) {
+	f.Add("trojan://secret@proxy.example.net:443?security=tls&type=tcp&peer=cdn.example.net#HK%2001")
+	f.Add("trojan://p%40ss@[2001:db8::1]:8443?sni=example.com&allowInsecure=1&alpn=h2,http/1.1#x")
+	f.Add("trojan://a:b@h")
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseTrojanLink(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseTrojanLink(l.String())
+		if err != nil {
+			t.Fatalf("%q parsed, but its own printing %q does not: %v", s, l.String(), err)
+		}
+		if back.Password != l.Password || back.Host != l.Host || back.Port != l.Port || back.SNI != l.SNI ||
+			back.AllowInsecure != l.AllowInsecure || back.Name != l.Name || strings.Join(back.ALPN, ",") != strings.Join(l.ALPN, ",") {
+			t.Fatalf("round trip of %q: %+v then %+v", s, l, back)
+		}
+	})
+}

@@ -95,7 +95,8 @@ func (v *validator) config(c *Config) {
 		v.add("$.log_level", "must be 0 (all), 1 (info), 2 (warn), 3 (error), 4 (fatal) or 5 (off), got %d", c.LogLevel)
 	}
 
-	v.ssl(&c.SSL, server)
+	v.ssl(&c.SSL, server, server && !c.Fastrojan.ACME.Enabled())
+	v.acme(c)
 	if c.TCP.FastOpenQLen < 0 {
 		v.add("$.tcp.fast_open_qlen", "must not be negative, got %d", c.TCP.FastOpenQLen)
 	}
@@ -109,16 +110,21 @@ func (v *validator) config(c *Config) {
 	v.probe(&c.Fastrojan)
 }
 
-func (v *validator) ssl(s *SSL, server bool) {
+// ssl checks the "ssl" object; needCert is false on a server whose certificate comes by ACME.
+func (v *validator) ssl(s *SSL, server, needCert bool) {
 	if server {
-		if s.Cert == "" {
-			v.add("$.ssl.cert", "a server needs a certificate: set ssl.cert to the PEM certificate chain")
-		} else {
+		switch {
+		case !needCert:
+		case s.Cert == "":
+			v.add("$.ssl.cert", "a server needs a certificate: set ssl.cert to the PEM certificate chain (or get one by ACME: fastrojan.acme)")
+		default:
 			v.readable("$.ssl.cert", s.Cert, "cannot read the certificate")
 		}
-		if s.Key == "" {
+		switch {
+		case !needCert:
+		case s.Key == "":
 			v.add("$.ssl.key", "a server needs a private key: set ssl.key to the PEM key file")
-		} else {
+		default:
 			v.readable("$.ssl.key", s.Key, "cannot read the private key")
 		}
 		if s.PlainHTTPResponse != "" {

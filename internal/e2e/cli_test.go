@@ -64,7 +64,7 @@ func TestServerWithoutConfigAndClientFromLink(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	sport := freePort(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", sport)
-	srv := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost")
+	srv := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost", "--self-signed")
 	waitListening(t, srv, listen)
 	link := regexp.MustCompile(`trojan://\S+`).FindString(srv.Output())
 	if link == "" || !strings.Contains(srv.Output(), "fastrojan client '") {
@@ -112,7 +112,7 @@ func TestServerWithoutConfigAndClientFromLink(t *testing.T) {
 	if err := srv.stop(15 * time.Second); err != nil {
 		t.Fatalf("server exit: %v", err)
 	}
-	srv2 := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost")
+	srv2 := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost", "--self-signed")
 	waitListening(t, srv2, listen)
 	if got := regexp.MustCompile(`trojan://\S+`).FindString(srv2.Output()); got != link {
 		t.Fatalf("link changed across restart: %q then %q", link, got)

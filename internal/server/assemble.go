@@ -11,13 +11,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fastrojan/fastrojan/internal/acme"
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/handoff"
 	"github.com/fastrojan/fastrojan/internal/metrics"
 	"github.com/fastrojan/fastrojan/internal/service"
 	"github.com/fastrojan/fastrojan/internal/tcpopt"
 	"github.com/fastrojan/fastrojan/internal/tfo"
-	"github.com/fastrojan/fastrojan/internal/tlsconf"
 	"github.com/fastrojan/fastrojan/internal/users"
 )
 
@@ -27,6 +27,12 @@ type Env struct {
 	Metrics *metrics.Metrics // nil: no metrics
 	// Users, if set, is the user store; nil builds it from the config (passwords, MySQL, SQLite).
 	Users users.Store
+	// StateDir holds what the server keeps between runs: ACME certificates go to StateDir/acme
+	// unless fastrojan.acme.storage names a directory.
+	StateDir string
+	// OnReady, if set, runs once the server listens with its certificate in place: at once for
+	// certificate files, once the CA has issued it for ACME.
+	OnReady func()
 }
 
 // Assembly is a server built from a config, with everything it runs alongside: its listener, user
@@ -55,7 +61,7 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 		}
 		a.parts = append(a.parts, service.Part{Name: "user ledger", Stop: stopUsers})
 	}
-	srv, certs, err := newFromConfig(cfg, log, store, env.Metrics)
+	srv, certs, err := newFromConfig(cfg, log, store, env.Metrics, env.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +80,21 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 			log.Error("certificate reload failed; keeping the old one", "err", err)
 			return
 		}
-		log.Info("certificate reloaded", "cert", cfg.SSL.Cert)
+		log.Info("certificate reloaded", "cert", cfg.SSL.Cert, "acme", cfg.Fastrojan.ACME.Domains)
 	})
-	a.parts = append(a.parts, service.Part{Name: "certificate reload", Stop: func(context.Context) error { stopReload(); return nil }},
-		service.Serving("server", srv, ln))
+	a.parts = append(a.parts, service.Part{Name: "certificate reload", Stop: func(context.Context) error { stopReload(); return nil }})
+	if m, ok := certs.(*acme.Manager); ok { // fastrojan.acme: obtain (or load) the certificate, renew it
+		certsPart, err := certificatesPart(m, log, env.OnReady)
+		if err != nil {
+			return nil, err
+		}
+		a.parts = append(a.parts, certsPart)
+	}
+	a.parts = append(a.parts, service.Serving("server", srv, ln))
 	log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
+	if _, isACME := certs.(*acme.Manager); !isACME && env.OnReady != nil {
+		env.OnReady() // certificate files: in place already
+	}
 	return a, nil
 }
 
@@ -98,8 +114,8 @@ func (a *Assembly) Close() {
 }
 
 // newFromConfig makes the Server cfg describes, reporting to m (nil: no metrics).
-func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *metrics.Metrics) (*Server, *tlsconf.CertStore, error) {
-	tlsCfg, certs, err := tlsconf.Server(cfg.SSL, log)
+func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *metrics.Metrics, stateDir string) (*Server, certSource, error) {
+	tlsCfg, certs, err := tlsFromConfig(cfg, log, stateDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,6 +174,9 @@ func listenFromConfig(cfg *config.Config, log *slog.Logger) (net.Listener, error
 		}
 		log.Info("serving on the listener handed over by the previous process", "addr", cfg.LocalHostPort())
 		return tcpopt.WrapListener(cfg.TCP, ln), nil
+	}
+	if ln, ok, err := activatedListener(cfg, log); ok || err != nil { // systemd's .socket unit
+		return ln, err
 	}
 	if !cfg.TFOServerListen() {
 		return tcpopt.Listen(cfg.TCP, cfg.LocalHostPort())

@@ -65,7 +65,13 @@ const (
 	outDialFailed   = "dial_failed"
 	outNoFallback   = "fallback_unavailable"
 	outFallbackDown = "fallback_dial_failed"
+	// outACMEChallenge: an ACME CA's TLS-ALPN-01 check (the handshake negotiated acme-tls/1).
+	outACMEChallenge = "acme_challenge"
 )
+
+// acmeTLS1 is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737). Only a tls.Config that
+// offers it (the ACME manager's, for a ClientHello asking for nothing else) can negotiate it.
+const acmeTLS1 = "acme-tls/1"
 
 // connLog collects what the one log line of a connection says.
 type connLog struct {
@@ -155,6 +161,12 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		return
 	}
 	l.handshake = time.Since(hsStart)
+	if tc.ConnectionState().NegotiatedProtocol == acmeTLS1 {
+		// An ACME CA checking a TLS-ALPN-01 challenge: the handshake was the answer, and the CA
+		// closes without sending anything (RFC 8737 §3).
+		l.outcome = outACMEChallenge
+		return
+	}
 	_ = c.SetDeadline(time.Time{})
 	_ = c.SetReadDeadline(time.Now().Add(s.opts.RequestTimeout))
 

@@ -223,3 +223,33 @@ func ReadTcpExt() (map[string]uint64, error) {
 	}
 	return m, nil
 }
+
+// EnableListener turns TCP Fast Open on for a socket that is already listening, such as one systemd
+// handed over by socket activation: TCP_FASTOPEN with queue length qlen (DefaultQueueLen if < 1). As
+// with Listen, a namespace whose net.ipv4.tcp_fastopen lacks the server bit gets a warning.
+func EnableListener(ln *net.TCPListener, qlen int, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	if qlen < 1 {
+		qlen = DefaultQueueLen
+	}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("tfo: listener %s: %w", ln.Addr(), err)
+	}
+	var optErr error
+	if err := rc.Control(func(fd uintptr) {
+		optErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen)
+	}); err != nil {
+		return fmt.Errorf("tfo: listener %s: %w", ln.Addr(), err)
+	}
+	if optErr != nil {
+		return fmt.Errorf("tfo: setsockopt TCP_FASTOPEN on listener %s: %w", ln.Addr(), optErr)
+	}
+	if s, err := ReadSysctl(); err == nil && !s.Server() {
+		log.Warn("TCP Fast Open is off on this listener: "+SysctlKey+" lacks the server bit 0x2; clients fall back to a normal handshake",
+			"addr", ln.Addr().String(), "tcp_fastopen", int(s), "fix", s.Fix())
+	}
+	return nil
+}

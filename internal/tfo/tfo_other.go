@@ -53,3 +53,8 @@ func ServerOutcome(net.Conn) Outcome { return Unsupported }
 func ReadTcpExt() (map[string]uint64, error) {
 	return nil, fmt.Errorf("read TcpExt counters on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 }
+
+// EnableListener reports errors.ErrUnsupported: fastrojan uses TFO on Linux only.
+func EnableListener(ln *net.TCPListener, _ int, _ *slog.Logger) error {
+	return fmt.Errorf("tfo: listener %s on %s: %w", ln.Addr(), runtime.GOOS, errors.ErrUnsupported)
+}

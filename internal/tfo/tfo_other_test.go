@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,12 @@ func TestUnsupportedHere(t *testing.T) {
 	}
 	if _, err := ReadTcpExt(); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("ReadTcpExt: %v, want ErrUnsupported", err)
+	}
+	if pl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}); err == nil {
+		if err := EnableListener(pl, 8, nil); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("EnableListener: %v, want ErrUnsupported", err)
+		}
+		pl.Close()
 	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))

@@ -28,8 +28,17 @@ func Server(ssl config.SSL, log *slog.Logger) (*tls.Config, *CertStore, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return ServerWith(ssl, store.GetCertificate, log), store, nil
+}
+
+// ServerWith builds the server's TLS config like Server, with certificates from getCert instead of
+// ssl.cert/ssl.key (for example an ACME manager's).
+func ServerWith(ssl config.SSL, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), log *slog.Logger) *tls.Config {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cfg := &tls.Config{
-		GetCertificate:         store.GetCertificate,
+		GetCertificate:         getCert,
 		NextProtos:             slices.Clone(ssl.ALPN),
 		CipherSuites:           ciphers(ssl, log),
 		CurvePreferences:       CurvePreferences(ssl),
@@ -42,7 +51,7 @@ func Server(ssl config.SSL, log *slog.Logger) (*tls.Config, *CertStore, error) {
 	if ssl.DHParam != "" {
 		log.Info("ssl.dhparam is ignored: Go offers no DHE key exchange", "dhparam", ssl.DHParam)
 	}
-	return cfg, store, nil
+	return cfg
 }
 
 // Client builds the client's TLS config. ssl.cert on the client is the certificate or CA to trust
