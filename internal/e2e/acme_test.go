@@ -56,8 +56,8 @@ func verifiedCert(t *testing.T, addr string, roots *x509.CertPool) *x509.Certifi
 	return c.ConnectionState().PeerCertificates[0]
 }
 
-// probeGetsSite checks that a prober, over TLS trusting anything and over plain HTTP, gets the fallback
-// site and nothing else.
+// probeGetsSite checks that a prober over TLS trusting anything gets the fallback site and nothing
+// else, and one speaking plain HTTP gets nginx's answer to that, as from any HTTPS site.
 func probeGetsSite(t *testing.T, addr string) {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: acmeName})
@@ -75,8 +75,9 @@ func probeGetsSite(t *testing.T, addr string) {
 	}
 	status, body, err = httpGetVia(pc, acmeName, "/")
 	pc.Close()
-	if err != nil || status != "HTTP/1.1 200 OK" || !strings.Contains(string(body), "It works") {
-		t.Fatalf("plain HTTP probe got %q %q %v, want the fallback site", status, body, err)
+	// Plain HTTP on the TLS port gets what nginx answers there (issue 16), during issuance too.
+	if err != nil || status != "HTTP/1.1 400 Bad Request" || !strings.Contains(string(body), "The plain HTTP request was sent to HTTPS port") {
+		t.Fatalf("plain HTTP probe got %q %q %v, want nginx's answer to plain HTTP on an HTTPS port", status, body, err)
 	}
 }
 

@@ -66,6 +66,7 @@ func TestServerWithoutConfigAndClientFromLink(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", sport)
 	srv := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost", "--self-signed")
 	waitListening(t, srv, listen)
+	waitOutput(t, srv, regexp.MustCompile(`fastrojan client '`)) // printed once the server listens with its certificate
 	link := regexp.MustCompile(`trojan://\S+`).FindString(srv.Output())
 	if link == "" || !strings.Contains(srv.Output(), "fastrojan client '") {
 		t.Fatalf("server did not print a link and client command:\n%s", srv.Output())
