@@ -81,6 +81,7 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			return err
 		}
 		defer farmKeys.Close()
+		defer watchServerQueue(cfg, ln, log, tel)()
 		stopReload := onReload(func() {
 			if err := certs.Reload(); err != nil {
 				log.Error("certificate reload failed; keeping the old one", "err", err)

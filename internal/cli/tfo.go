@@ -49,23 +49,21 @@ func startMetrics(cfg *config.Config, log *slog.Logger) (t *telemetry, stop func
 	return &telemetry{metrics: m}, func() { _ = ep.Close() }, nil
 }
 
-// serverListen opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
-// fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
+// serverListen opens the server's listener: with TCP Fast Open when fastrojan.tfo.server_listen
+// (default tcp.fast_open) is on, its queue sized by tfo.QueueLen (tcp.fast_open_qlen as a floor,
+// or exactly with fastrojan.tfo.exact_qlen); MPTCP is off either way.
 func serverListen(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
 	if !cfg.TFOServerListen() {
 		return listen(cfg.TCP, cfg.LocalHostPort())
 	}
-	tl, err := tfo.ListenConfig(listenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), cfg.TCP.FastOpenQLen, log)
+	configured, exact := cfg.TFOQueue()
+	qlen := tfo.QueueLen(configured, exact, tfo.ListenBacklog())
+	tl, err := tfo.ListenConfig(listenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), qlen, log)
 	if err != nil {
 		return nil, err
 	}
-	ln := withTCPOptions(cfg.TCP, tl)
-	qlen := cfg.TCP.FastOpenQLen
-	if qlen < 1 {
-		qlen = tfo.DefaultQueueLen
-	}
-	log.Info("TCP Fast Open on the listener", "qlen", qlen)
-	return ln, nil
+	logQueue(tl, configured, exact, qlen, log)
+	return withTCPOptions(cfg.TCP, tl), nil
 }
 
 // serverDialFirst is the server's dial to targets that get a first payload, which then rides in the

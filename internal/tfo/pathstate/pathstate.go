@@ -6,7 +6,8 @@
 // A Table holds one state per server address:
 //
 //   - working: connections use TFO, raced by a plain connection if the TLS handshake is late;
-//   - suspect: one TFO handshake stalled without proof of why; TFO is still tried (raced);
+//   - suspect: some evidence against TFO on this path (a SYN with data went unanswered, or a TFO
+//     handshake stalled) but not yet more than random loss explains; TFO is still tried (raced);
 //   - disabled: the path dropped or refused SYN data; connections go plain until a time that backs
 //     off exponentially (bounded, with jitter) on each failed probe;
 //   - probing: the time is up; one connection at a time tries TFO again, the others go plain. A
@@ -14,8 +15,18 @@
 //
 // The caller asks Plan before each connection and tells Report what happened (the kernel's TFO
 // outcome, whether a plain connection was raced and which won). "Data not accepted" alone does not
-// disable TFO (the data is sent again at once, costing no round trip): it is counted. State lives in
-// memory only; Snapshot shows it, with the reason of the last change, for metrics and logs.
+// disable TFO (the data is sent again at once, costing no round trip): it is counted.
+//
+// Verdicts need evidence, not one sample (DESIGN.md 3.12): at 2% random loss a TFO client loses a
+// SYN (or its SYN-ACK) every 25 connections or so, and the race already bounds what that costs. A
+// path is declared to drop SYN data when the TFO attempt's SYN went unanswered while a plain SYN to
+// the same server got through DropsToDisable times in a row before any SYN data ever got through
+// (a firewall that drops SYN data drops every one, so a blackhole is caught on the first
+// connections), or DropsToDisableKnown times in a row on a path where SYN data has got through
+// before (random loss at 2% does that about once in ten million windows). Stalled handshakes (SYN answered,
+// plain finished first) need StallsToDisable in a row. A probe after a verdict needs one sample.
+// State lives in memory only; Snapshot shows it, with the reason of the last change, for metrics
+// and logs.
 package pathstate
 
 import (
@@ -64,6 +75,10 @@ const (
 	DefaultMinMargin    = 25 * time.Millisecond
 	DefaultProbeTimeout = 30 * time.Second
 	DefaultNoCookie     = 3
+
+	DefaultDropsToDisable      = 2 // before any SYN data got through: the first connections catch a blackhole
+	DefaultDropsToDisableKnown = 5 // after SYN data got through: (2×2% loss)⁵ ≈ 10⁻⁷ per window
+	DefaultStallsToDisable     = 6
 )
 
 // Options tune a Table. Zero values mean the defaults.
@@ -75,6 +90,12 @@ type Options struct {
 	MinMargin    time.Duration // least slack added to an expected handshake time; default 25ms
 	ProbeTimeout time.Duration // a probe that reports nothing for this long frees the probe slot; default 30s
 	NoCookie     int           // cookie requests in a row after which the state says no cookie comes; default 3
+
+	// Unanswered TFO SYNs in a row (while a plain SYN got through, or the kernel retried the SYN
+	// without data) that disable TFO: DropsToDisable while no SYN data ever got through to the
+	// server (default 2), DropsToDisableKnown once some did (default 5). StallsToDisable: TFO
+	// handshakes in a row whose SYN was answered but that a raced plain connection beat (default 6).
+	DropsToDisable, DropsToDisableKnown, StallsToDisable int
 
 	Now    func() time.Time // clock; nil means time.Now
 	Rand   func() float64   // uniform in [0, 1); nil means math/rand/v2
@@ -103,6 +124,10 @@ type server struct {
 	last     tfo.Outcome   // last outcome the kernel reported for a TFO attempt
 	noCookie int           // cookie requests in a row
 
+	dataThrough bool // some SYN with data to this server was answered (since the last verdict)
+	drops       int  // TFO SYNs unanswered in a row while plain ones got through
+	stalls      int  // TFO handshakes in a row beaten by a raced plain connection, SYN answered
+
 	unreachable time.Time // until then the address goes last when a name has several (Order)
 
 	transitions [len(stateNames)]uint64
@@ -130,6 +155,14 @@ func New(opts Options) *Table {
 	}
 	if opts.NoCookie <= 0 {
 		opts.NoCookie = DefaultNoCookie
+	}
+	for _, d := range []struct {
+		p *int
+		v int
+	}{{&opts.DropsToDisable, DefaultDropsToDisable}, {&opts.DropsToDisableKnown, DefaultDropsToDisableKnown}, {&opts.StallsToDisable, DefaultStallsToDisable}} {
+		if *d.p <= 0 {
+			*d.p = d.v
+		}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -289,21 +322,32 @@ func (t *Table) Report(r Result) {
 
 	switch {
 	case r.Outcome == tfo.SYNDataDropped:
-		t.disable(addr, s, "the kernel saw the SYN with data go unanswered and retried without data (SYN data dropped on the path)", now)
+		t.dropped(addr, s, "the kernel saw the SYN with data go unanswered and retried without data", now)
 	case r.Winner == WonPlain && r.SYNUnanswered:
-		t.disable(addr, s, "the SYN with data got no answer while a plain SYN to the same server did (SYN data dropped on the path)", now)
+		t.dropped(addr, s, "the SYN with data got no answer while a plain SYN to the same server did", now)
 	case r.Winner == WonPlain && r.TFOErr != nil:
 		t.disable(addr, s, "the TFO connection failed ("+r.TFOErr.Error()+") while a plain one succeeded", now)
+	case r.Winner == WonPlain && r.Outcome == tfo.DataNotAccepted:
+		// The server answered the SYN but refused its data (full TFO queue, unknown cookie): a
+		// server-side condition that costs the round trip the race already bounds, not a path fault.
+		s.drops = 0
+		s.dataThrough = true
 	case r.Winner == WonPlain:
-		// The SYN was answered but the handshake stalled: a middlebox, or a slow server.
-		if s.state == Working {
+		// The SYN was answered but the handshake stalled: a middlebox, random loss, or a slow server.
+		s.drops = 0
+		s.stalls++
+		switch {
+		case s.state == Probing:
+			t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
+		case s.stalls >= t.opts.StallsToDisable:
+			t.disable(addr, s, "TFO handshakes stalled "+strconv.Itoa(s.stalls)+" times in a row while plain connections finished first", now)
+		case s.state == Working:
 			t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
-		} else if s.state != Disabled {
-			t.disable(addr, s, "TFO handshakes stalled twice in a row while plain connections finished first", now)
 		}
 	case r.Winner == WonTFO && (r.Outcome == tfo.Accepted || r.Outcome == tfo.DataNotAccepted):
 		// The SYN with data was answered: the path lets it through.
 		s.backoff = 0
+		s.drops, s.stalls, s.dataThrough = 0, 0, true
 		reason := "the server acknowledged the data in the SYN"
 		if r.Outcome == tfo.DataNotAccepted {
 			reason = "the SYN with data was answered (the server did not accept the data; counted, not disabling)"
@@ -311,9 +355,34 @@ func (t *Table) Report(r Result) {
 		if s.state != Working {
 			t.set(addr, s, Working, reason, now)
 		}
-	case r.Winner == WonTFO && r.Outcome == tfo.CookieRequested && s.noCookie == t.opts.NoCookie && s.state == Working:
-		t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
-			" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
+	case r.Winner == WonTFO && r.Outcome == tfo.CookieRequested:
+		// A SYN without data got through: it says nothing about SYNs with data, so a streak of
+		// unanswered ones goes on.
+		s.stalls = 0
+		if s.noCookie == t.opts.NoCookie && s.state == Working {
+			t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
+				" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
+		}
+	}
+}
+
+// dropped takes one TFO SYN that went unanswered while the path carried other SYNs: one sample is
+// what random loss looks like, so it disables TFO only as the last of a streak (or on a probe,
+// after an earlier verdict).
+func (t *Table) dropped(addr string, s *server, what string, now time.Time) {
+	s.stalls = 0
+	s.drops++
+	need := t.opts.DropsToDisableKnown
+	if !s.dataThrough {
+		need = t.opts.DropsToDisable
+	}
+	switch {
+	case s.state == Probing:
+		t.disable(addr, s, what+" (SYN data dropped on the path; the probe confirms the earlier verdict)", now)
+	case s.drops >= need:
+		t.disable(addr, s, what+", "+strconv.Itoa(s.drops)+" times in a row (SYN data dropped on the path, not random loss)", now)
+	case s.state == Working:
+		t.set(addr, s, Suspect, what+" (once: random loss or a firewall; TFO stays on, raced)", now)
 	}
 }
 
@@ -331,6 +400,7 @@ func (t *Table) disable(addr string, s *server, reason string, now time.Time) {
 	s.until = now.Add(d)
 	s.backoff = min(2*s.backoff, t.opts.MaxBackoff)
 	s.probe = time.Time{}
+	s.drops, s.stalls, s.dataThrough = 0, 0, false
 	t.set(addr, s, Disabled, reason, now)
 }
 
