@@ -171,6 +171,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			r.one(ctx, m, -1)
 		}
 	}
+	var before counterSnap // before any measured connection starts
+	if opts.Counters != nil {
+		before.client, before.server, before.err = opts.Counters()
+	}
 	jobs := make(chan job)
 	results := make(chan Sample)
 	var wg sync.WaitGroup
@@ -197,10 +201,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}()
 	start := time.Now()
-	var before counterSnap
-	if opts.Counters != nil {
-		before.client, before.server, before.err = opts.Counters()
-	}
 	var samples []Sample
 	for s := range results {
 		samples = append(samples, s)
