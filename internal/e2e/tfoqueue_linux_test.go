@@ -351,13 +351,13 @@ func forgedSYN(pkt []byte, src netip.Addr, dst netip.AddrPort) {
 	be.BigEndian.PutUint16(tcp[0:], 1024+be.BigEndian.Uint16(tcp[0:])%60000) // random source port
 	be.BigEndian.PutUint16(tcp[2:], dst.Port())
 	be.BigEndian.PutUint32(tcp[8:], 0) // ack
-	tcp[12] = 36 / 4 << 4                  // data offset
-	tcp[13] = 0x02                         // SYN
+	tcp[12] = 36 / 4 << 4              // data offset
+	tcp[13] = 0x02                     // SYN
 	be.BigEndian.PutUint16(tcp[14:], 64240)
 	tcp[16], tcp[17], tcp[18], tcp[19] = 0, 0, 0, 0 // checksum, urgent
 	opts := tcp[20:36]
 	copy(opts, []byte{2, 4, 0x05, 0xb4, 34, 10}) // MSS 1460; TFO, 8-byte cookie (random, already there)
-	opts[14], opts[15] = 1, 1                     // NOP NOP
+	opts[14], opts[15] = 1, 1                    // NOP NOP
 	var sum uint32
 	add := func(b []byte) {
 		for i := 0; i+1 < len(b); i += 2 {

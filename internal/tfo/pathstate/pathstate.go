@@ -341,7 +341,7 @@ func (t *Table) Report(r Result) {
 			t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
 		case s.stalls >= t.opts.StallsToDisable:
 			t.disable(addr, s, "TFO handshakes stalled "+strconv.Itoa(s.stalls)+" times in a row while plain connections finished first", now)
-		case s.state == Working:
+		case s.state == Working && !s.dataThrough:
 			t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
 		}
 	case r.Winner == WonTFO && (r.Outcome == tfo.Accepted || r.Outcome == tfo.DataNotAccepted):
@@ -381,9 +381,11 @@ func (t *Table) dropped(addr string, s *server, what string, now time.Time) {
 		t.disable(addr, s, what+" (SYN data dropped on the path; the probe confirms the earlier verdict)", now)
 	case s.drops >= need:
 		t.disable(addr, s, what+", "+strconv.Itoa(s.drops)+" times in a row (SYN data dropped on the path, not random loss)", now)
-	case s.state == Working:
+	case s.state == Working && !s.dataThrough:
 		t.set(addr, s, Suspect, what+" (once: random loss or a firewall; TFO stays on, raced)", now)
 	}
+	// On a path that has carried SYN data, a lost SYN short of a streak is random loss: counted
+	// (Outcomes, races), the state stays working.
 }
 
 // disable switches TFO off for the server for its back-off period, less a random jitter, and
