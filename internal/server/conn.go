@@ -84,6 +84,7 @@ func (s *Server) handle(c net.Conn) {
 	start := time.Now()
 	s.active.Add(1)
 	defer func() {
+		tfo.ResetIfHalfOpen(c) // a client that never completed the handshake: free its TFO queue slot now
 		_ = c.Close()
 		s.active.Add(-1)
 		<-s.slots
@@ -135,6 +136,7 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
 	hsStart := time.Now()
 	if err := tc.Handshake(); err != nil {
+		tfo.ResetIfHalfOpen(c) // before tc.Close closes c: see handle
 		s.tlsFailures.Add(1)
 		l.outcome, l.err = outTLSFailed, err
 		return

@@ -3,6 +3,7 @@ package tfo
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -53,4 +54,30 @@ func ListenerQueue(ln any) (QueueInfo, error) {
 	// tcpi_sacked.
 	q.Backlog, q.Accept = int(info.Sacked), int(info.Unacked)
 	return q, nil
+}
+
+// tcpSYNRecv is tcpi_state of a server-side connection whose handshake has not completed.
+const tcpSYNRecv = 3
+
+// ResetIfHalfOpen prepares c, a server's accepted connection about to be closed, so that Close
+// resets it when the client never completed the TCP handshake (TCP state still SYN_RECV: a TFO
+// child whose final ACK never came). A plain close would leave the child, and its TFO queue slot,
+// to the kernel's SYN-ACK retries (about two minutes); a reset frees both at once. It reports
+// whether it did so.
+func ResetIfHalfOpen(c net.Conn) bool {
+	info, err := kernelInfo(c)
+	if err != nil || info.State != tcpSYNRecv {
+		return false
+	}
+	rc, ok := syscallConn(c)
+	if !ok {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}); err != nil || serr != nil {
+		return false
+	}
+	return true
 }

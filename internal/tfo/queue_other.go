@@ -5,6 +5,7 @@ package tfo
 import (
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 )
 
@@ -15,3 +16,6 @@ func ListenBacklog() int { return 4096 }
 func ListenerQueue(any) (QueueInfo, error) {
 	return QueueInfo{}, fmt.Errorf("listener queue on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 }
+
+// ResetIfHalfOpen does nothing: fastrojan uses TFO on Linux only.
+func ResetIfHalfOpen(net.Conn) bool { return false }
