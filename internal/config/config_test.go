@@ -112,6 +112,7 @@ var keyCases = []keyCase{
 	{"fastrojan.tfo.client", `false`, func(c *Config) any { return c.Fastrojan.TFO.Client }, ptr(false), `"off"`, "a boolean"},
 	{"fastrojan.tfo.server_listen", `true`, func(c *Config) any { return c.Fastrojan.TFO.ServerListen }, ptr(true), `1`, "a boolean"},
 	{"fastrojan.tfo.server_dial", `false`, func(c *Config) any { return c.Fastrojan.TFO.ServerDial }, ptr(false), `[]`, "a boolean"},
+	{"fastrojan.tfo.exact_qlen", `true`, func(c *Config) any { return c.Fastrojan.TFO.ExactQLen }, true, `"yes"`, "a boolean"},
 	{"fastrojan.metrics_listen", `"127.0.0.1:9100"`, func(c *Config) any { return c.Fastrojan.MetricsListen }, "127.0.0.1:9100", `9100`, "a string"},
 	{"fastrojan.users.sqlite", `"/var/lib/fastrojan/users.db"`, func(c *Config) any { return c.Fastrojan.Users.SQLite }, "/var/lib/fastrojan/users.db", `1`, "a string"},
 	{"fastrojan.users.refresh", `"3s"`, func(c *Config) any { return c.Fastrojan.Users.Refresh }, Duration(3 * time.Second), `true`, "a duration"},

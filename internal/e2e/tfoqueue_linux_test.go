@@ -174,9 +174,15 @@ func TestTFOQueueUnderLoad(t *testing.T) {
 	floodTo := netip.AddrPortFrom(l.p.Lab.Links()[2].AddrB().V4, 443)
 	holdTo := netip.AddrPortFrom(l.p.Lab.Links()[3].AddrB().V4, 443)
 
-	// Half-open holders: 200 TFO connections whose handshakes never complete on the server.
+	// Half-open holders: 200 TFO connections whose handshakes never complete on the server; what
+	// each costs the server process (a goroutine and TLS state until handshake_timeout) shows in
+	// its resident memory.
+	rss0 := rssKiB(t, floor.cmd.Process.Pid)
 	held := holdHalfOpen(t, holdHost, l.p.Server, holdTo, 200)
-	t.Logf("half-open TFO connections held on the floor server: %d (server TcpExt Passive counts them)", held)
+	time.Sleep(200 * time.Millisecond)
+	rss1 := rssKiB(t, floor.cmd.Process.Pid)
+	t.Logf("half-open TFO connections held on the floor server: %d (server TcpExt Passive counts them); server RSS %.0f → %.0f KiB (%.1f KiB each)",
+		held, rss0, rss1, (rss1-rss0)/float64(max(held, 1)))
 
 	// Forged-cookie flood during the run.
 	ctx, stopFlood := context.WithCancel(context.Background())
