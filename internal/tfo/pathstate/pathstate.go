@@ -76,6 +76,10 @@ const (
 	DefaultProbeTimeout = 30 * time.Second
 	DefaultNoCookie     = 3
 
+	// RaceAtOnce is the racing delay of a TFO attempt on a path in doubt: the plain connection
+	// starts alongside at once.
+	RaceAtOnce = time.Millisecond
+
 	DefaultDropsToDisable      = 2 // before any SYN data got through: the first connections catch a blackhole
 	DefaultDropsToDisableKnown = 5 // after SYN data got through: (2×2% loss)⁵ ≈ 10⁻⁷ per window
 	DefaultStallsToDisable     = 6
@@ -220,7 +224,15 @@ func (t *Table) Plan(addr string) Plan {
 // MinMargin). The dial is expected to take one RTT (without a cookie it waits for the SYN-ACK; with
 // one it returns at once); the handshake one RTT after it, two when the server last did not accept
 // the SYN data (the data is sent again after the SYN-ACK) and TFO is used.
+//
+// A TFO attempt whose path is in doubt (a probe after a verdict, or a path that has lost a TFO SYN
+// and never carried SYN data) gets its plain connection at once: on a path that drops SYN data the
+// plain one wins at about 3 RTT instead of 1.5 RTT later, and where SYN data gets through TFO still
+// wins (2 RTT) and the plain one is dropped before its handshake ends.
 func (t *Table) delays(s *server, viaTFO bool) (dial, handshake time.Duration) {
+	if viaTFO && (s.state == Probing || s.drops > 0 && !s.dataThrough) {
+		return RaceAtOnce, RaceAtOnce
+	}
 	if s.srtt <= 0 {
 		return t.opts.RaceDelay, t.opts.RaceDelay
 	}

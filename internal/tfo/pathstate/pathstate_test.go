@@ -394,3 +394,26 @@ func TestLossIsNotABlackhole(t *testing.T) {
 		}
 	}
 }
+
+// A path in doubt races at once: after a first lost TFO SYN on a fresh path, and on a probe; a path
+// that has carried SYN data keeps its RTT-based delays after a lost SYN.
+func TestRaceAtOnceWhenInDoubt(t *testing.T) {
+	tb, clk, _ := newTable(t, Options{Backoff: time.Second})
+	tb.Report(Result{Plan: tb.Plan(addr), Outcome: tfo.CookieRequested, Winner: WonTFO, RTT: 40 * time.Millisecond})
+	tb.Report(Result{Plan: tb.Plan(addr), Raced: true, Winner: WonPlain, SYNUnanswered: true})
+	if p := tb.Plan(addr); p.RaceDial != RaceAtOnce || p.RaceHandshake != RaceAtOnce {
+		t.Errorf("after a lost SYN on a fresh path: %v/%v, want at once", p.RaceDial, p.RaceHandshake)
+	}
+	tb.Report(Result{Plan: tb.Plan(addr), Raced: true, Winner: WonPlain, SYNUnanswered: true})
+	clk.advance(time.Second)
+	if p := tb.Plan(addr); !p.Probe || p.RaceDial != RaceAtOnce {
+		t.Errorf("probe: %+v, want raced at once", p)
+	}
+
+	tb2, _, _ := newTable(t, Options{})
+	tb2.Report(Result{Plan: tb2.Plan(addr), Outcome: tfo.Accepted, Winner: WonTFO, RTT: 40 * time.Millisecond, Handshake: 41 * time.Millisecond})
+	tb2.Report(Result{Plan: tb2.Plan(addr), Raced: true, Winner: WonPlain, SYNUnanswered: true})
+	if p := tb2.Plan(addr); p.RaceDial < 40*time.Millisecond {
+		t.Errorf("after a lost SYN on a path that carried SYN data: %v, want the RTT-based delay", p.RaceDial)
+	}
+}
