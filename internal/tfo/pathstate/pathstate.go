@@ -128,9 +128,10 @@ type server struct {
 	last     tfo.Outcome   // last outcome the kernel reported for a TFO attempt
 	noCookie int           // cookie requests in a row
 
-	dataThrough bool // some SYN with data to this server was answered (since the last verdict)
-	drops       int  // TFO SYNs unanswered in a row while plain ones got through
-	stalls      int  // TFO handshakes in a row beaten by a raced plain connection, SYN answered
+	dataThrough bool      // some SYN with data to this server was answered (since the last verdict)
+	drops       int       // TFO SYNs unanswered in a row while plain ones got through
+	lastDrop    time.Time // when the last drop counted in drops was reported
+	stalls      int       // TFO handshakes in a row beaten by a raced plain connection, SYN answered
 
 	unreachable time.Time // until then the address goes last when a name has several (Order)
 
@@ -183,6 +184,8 @@ func New(opts Options) *Table {
 // Plan is what one connection to a server does.
 type Plan struct {
 	Server string
+	// Start is when the plan was made (the attempt's start).
+	Start time.Time
 	// TFO: dial with TCP Fast Open. False: dial plainly and do not race.
 	TFO bool
 	// Probe: this is the one connection that tries TFO again after it was disabled.
@@ -199,7 +202,7 @@ func (t *Table) Plan(addr string) Plan {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	s := t.get(addr, now)
-	p := Plan{Server: addr}
+	p := Plan{Server: addr, Start: now}
 	p.RaceDial, p.RaceHandshake = t.delays(s, false)
 	switch s.state {
 	case Disabled:
@@ -334,9 +337,9 @@ func (t *Table) Report(r Result) {
 
 	switch {
 	case r.Outcome == tfo.SYNDataDropped:
-		t.dropped(addr, s, "the kernel saw the SYN with data go unanswered and retried without data", now)
+		t.dropped(addr, s, r, "the kernel saw the SYN with data go unanswered and retried without data", now)
 	case r.Winner == WonPlain && r.SYNUnanswered:
-		t.dropped(addr, s, "the SYN with data got no answer while a plain SYN to the same server did", now)
+		t.dropped(addr, s, r, "the SYN with data got no answer while a plain SYN to the same server did", now)
 	case r.Winner == WonPlain && r.TFOErr != nil:
 		t.disable(addr, s, "the TFO connection failed ("+r.TFOErr.Error()+") while a plain one succeeded", now)
 	case r.Winner == WonPlain && r.Outcome == tfo.DataNotAccepted:
@@ -381,9 +384,15 @@ func (t *Table) Report(r Result) {
 // dropped takes one TFO SYN that went unanswered while the path carried other SYNs: one sample is
 // what random loss looks like, so it disables TFO only as the last of a streak (or on a probe,
 // after an earlier verdict).
-func (t *Table) dropped(addr string, s *server, what string, now time.Time) {
+func (t *Table) dropped(addr string, s *server, r Result, what string, now time.Time) {
 	s.stalls = 0
+	if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastDrop) && s.state != Probing {
+		// The attempt ran alongside the last counted one: a burst of loss (or an overloaded host)
+		// that hits many concurrent connections at once is one sample, not many.
+		return
+	}
 	s.drops++
+	s.lastDrop = now
 	need := t.opts.DropsToDisableKnown
 	if !s.dataThrough {
 		need = t.opts.DropsToDisable

@@ -417,3 +417,30 @@ func TestRaceAtOnceWhenInDoubt(t *testing.T) {
 		t.Errorf("after a lost SYN on a path that carried SYN data: %v, want the RTT-based delay", p.RaceDial)
 	}
 }
+
+// Concurrent attempts that lose their SYNs together (a burst of loss, an overloaded host) are one
+// sample: five of them in a row do not disable a path that has carried SYN data; five that did not
+// overlap in time do.
+func TestOverlappingDropsCountOnce(t *testing.T) {
+	tb, clk, _ := newTable(t, Options{})
+	tb.Report(Result{Plan: tb.Plan(addr), Outcome: tfo.Accepted, Winner: WonTFO, RTT: 40 * time.Millisecond})
+	var plans []Plan
+	for range 8 {
+		plans = append(plans, tb.Plan(addr))
+	}
+	clk.advance(200 * time.Millisecond)
+	for _, p := range plans {
+		tb.Report(Result{Plan: p, Raced: true, Winner: WonPlain, SYNUnanswered: true})
+	}
+	if st, _ := tb.Server(addr); st.State != Working {
+		t.Fatalf("8 concurrent drops: state %s (%q), want working", st.State, st.Reason)
+	}
+	for range 4 {
+		p := tb.Plan(addr)
+		clk.advance(200 * time.Millisecond)
+		tb.Report(Result{Plan: p, Raced: true, Winner: WonPlain, SYNUnanswered: true})
+	}
+	if st, _ := tb.Server(addr); st.State != Disabled {
+		t.Fatalf("then 4 sequential drops (5 samples): state %s, want disabled", st.State)
+	}
+}
