@@ -6,8 +6,9 @@
 // A Table holds one state per server address:
 //
 //   - working: connections use TFO, raced by a plain connection if the TLS handshake is late;
-//   - suspect: some evidence against TFO on this path (a SYN with data went unanswered, or a TFO
-//     handshake stalled) but not yet more than random loss explains; TFO is still tried (raced);
+//   - suspect: a path that has not carried SYN data yet showed some evidence against TFO (a SYN
+//     with data went unanswered, or a TFO handshake stalled), not yet more than random loss
+//     explains; TFO is still tried, and raced at once;
 //   - disabled: the path dropped or refused SYN data; connections go plain until a time that backs
 //     off exponentially (bounded, with jitter) on each failed probe;
 //   - probing: the time is up; one connection at a time tries TFO again, the others go plain. A
@@ -23,10 +24,12 @@
 // the same server got through DropsToDisable times in a row before any SYN data ever got through
 // (a firewall that drops SYN data drops every one, so a blackhole is caught on the first
 // connections), or DropsToDisableKnown times in a row on a path where SYN data has got through
-// before (random loss at 2% does that about once in ten million windows). Stalled handshakes (SYN answered,
-// plain finished first) need StallsToDisable in a row. A probe after a verdict needs one sample.
-// State lives in memory only; Snapshot shows it, with the reason of the last change, for metrics
-// and logs.
+// before (random loss at 2% does that about once in ten million windows). Attempts that overlapped
+// in time count as one sample (a burst of loss hits concurrent connections together). Stalled
+// handshakes (SYN answered, plain finished first) need StallsToDisable in a row. Below a verdict, a
+// path that has carried SYN data stays working. A probe after a verdict needs one sample. State
+// lives in memory only; Snapshot shows it, with the reason of the last change, for metrics and
+// logs.
 package pathstate
 
 import (
