@@ -95,8 +95,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return bad("--lab-loss: %v", err)
 		}
 		lopts := bench.LabOptions{Fault: *labFault, QLen: *labQLen, ExactQLen: *labExact}
-		if labConfig {
-			cfg, err := config.Load(*path)
+		if labConfig { // only its TFO queue settings matter: decoded strictly, not validated as a whole
+			raw, err := os.ReadFile(*path)
+			if err != nil {
+				fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
+				return exitUsage
+			}
+			cfg, err := config.Decode(raw, *path)
 			if err != nil {
 				fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 				return exitUsage
