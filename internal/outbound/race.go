@@ -48,7 +48,6 @@ type target struct {
 	running      int
 	late         time.Time // when the address counts as late
 	lateFired    bool
-	patient      bool // the late time was pushed back once because the TFO SYN had been answered
 	tfoErr       error
 }
 
@@ -272,14 +271,6 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 			now := time.Now()
 			for _, tg := range targets {
 				if !tg.lateFired && tg.running > 0 && !now.Before(tg.late) {
-					if tg.plan.TFO && !tg.patient && tg.tfoA.answered() {
-						// The SYN was answered: a plain connection would need two more round
-						// trips where this one needs the rest of its handshake; a late one here
-						// is loss recovery or a busy host. Give it one more period first.
-						tg.patient = true
-						tg.late = now.Add(tg.plan.RaceHandshake)
-						continue
-					}
 					tg.lateFired = true
 					if tg.plan.TFO {
 						racePlain(tg)
