@@ -45,10 +45,15 @@ type event struct {
 type target struct {
 	plan         pathstate.Plan
 	tfoA, plainA *attempt
-	running      int
-	late         time.Time // when the address counts as late
-	lateFired    bool
-	tfoErr       error
+	// tfo2A is a second TFO attempt raced with the plain one when the first one's SYN (which
+	// carried data) is still unanswered: a SYN lost at random costs 1.5 RTT, not the 3 RTT of a
+	// plain connection, and its answer shows whether SYN data gets through now.
+	tfo2A     *attempt
+	running   int
+	late      time.Time // when the address counts as late
+	lateFired bool
+	resend    time.Time // when an unanswered SYN with data gets a second TFO attempt (zero: none)
+	tfoErr    error
 }
 
 // launch starts an attempt on tg's address; it reports on events, which must have room for both of
@@ -190,7 +195,7 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		t.finishRaced(start, &attempt{err: err}, false)
 		return nil, err
 	}
-	events := make(chan event, 2*2*len(addrs))
+	events := make(chan event, 2*3*len(addrs))
 	var targets []*target
 	running := 0
 	decided := false // a winner is chosen, or all failed: nothing new starts
@@ -219,6 +224,16 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 			tg.plainA = launch(tg, false)
 		}
 	}
+	raceTFO2 := func(tg *target) {
+		// Only when the first attempt had a cookie (its dial returned: the SYN carried data) and
+		// that SYN is unanswered; a probe or a path in doubt races plain only.
+		a := tg.tfoA
+		if decided || tg.tfo2A != nil || ctx.Err() != nil || tg.plan.Probe || tg.plan.RaceDial == pathstate.RaceAtOnce ||
+			a == nil || !a.seenDial || a.seenDone || !tfo.SYNUnanswered(a.fw.Conn) {
+			return
+		}
+		tg.tfo2A = launch(tg, true)
+	}
 	// handle takes in an event; it returns the attempt when it ended.
 	var lastFailed *attempt
 	handle := func(ev event) *attempt {
@@ -227,6 +242,9 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 			a.seenDial = true
 			if !tg.lateFired && a == tg.firstAttempt() {
 				tg.late = a.dialEnd.Add(tg.plan.RaceHandshake)
+				if a == tg.tfoA && tg.plan.ResendSYN > 0 {
+					tg.resend = a.dialEnd.Add(tg.plan.ResendSYN)
+				}
 			}
 			return nil
 		}
@@ -256,6 +274,9 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 			if !tg.lateFired && tg.running > 0 && (next.IsZero() || tg.late.Before(next)) {
 				next = tg.late
 			}
+			if !tg.resend.IsZero() && tg.tfo2A == nil && tg.running > 0 && (next.IsZero() || tg.resend.Before(next)) {
+				next = tg.resend
+			}
 		}
 		var tick <-chan time.Time
 		if !next.IsZero() {
@@ -270,10 +291,15 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		case <-tick:
 			now := time.Now()
 			for _, tg := range targets {
+				if !tg.resend.IsZero() && tg.tfo2A == nil && tg.running > 0 && !now.Before(tg.resend) {
+					tg.resend = time.Time{}
+					raceTFO2(tg)
+				}
 				if !tg.lateFired && tg.running > 0 && !now.Before(tg.late) {
 					tg.lateFired = true
 					if tg.plan.TFO {
 						racePlain(tg)
+						raceTFO2(tg)
 					}
 					startNext()
 				}
@@ -307,18 +333,21 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		switch {
 		case winner != nil && winner.target == tg && winner == tg.tfoA:
 			r.Winner, r.RTT, r.Handshake = pathstate.WonTFO, rttOf(winner), winner.end.Sub(winner.dialEnd)
+		case winner != nil && winner.target == tg && winner == tg.tfo2A:
+			// The second SYN with data got through where the first did not: random loss.
+			r.Winner, r.RTT, r.Outcome, r.SYNUnanswered = pathstate.WonTFO, rttOf(winner), tfo.ClientOutcome(winner.fw.Conn), false
 		case winner != nil && winner.target == tg:
 			r.Winner, r.RTT = pathstate.WonPlain, rttOf(winner)
 			if tg.tfoErr != nil && ctx.Err() == nil {
 				r.TFOErr = tg.tfoErr
 			}
 		case winner != nil:
-			r.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered()
+			r.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered() && !tg.tfo2A.answered()
 		}
 		results[i] = r
 	}
 	for _, tg := range targets {
-		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
+		for _, a := range []*attempt{tg.tfoA, tg.plainA, tg.tfo2A} {
 			if a != nil && a != winner {
 				a.cancel()
 			}
@@ -328,7 +357,7 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		handle(<-events)
 	}
 	for _, tg := range targets {
-		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
+		for _, a := range []*attempt{tg.tfoA, tg.plainA, tg.tfo2A} {
 			if a != nil && a != winner {
 				a.discard()
 			}

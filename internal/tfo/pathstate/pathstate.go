@@ -197,6 +197,11 @@ type Plan struct {
 	// not completed RaceHandshake after the dial returned. A late TFO attempt gets a plain connection
 	// raced alongside; a late attempt on one of several addresses also starts the next address.
 	RaceDial, RaceHandshake time.Duration
+	// ResendSYN: a TFO attempt with a cookie whose SYN (carrying data) is still unanswered this
+	// long after its dial returned gets a second TFO attempt alongside: a SYN lost at random then
+	// costs about RTT/4 more than one round trip instead of the racing delay plus a plain
+	// connection's extra round trip. Zero: none (no RTT known yet, or the path is in doubt).
+	ResendSYN time.Duration
 }
 
 // Plan returns what the next connection to addr does, and marks a probe as in flight when it is one.
@@ -223,6 +228,9 @@ func (t *Table) Plan(addr string) Plan {
 	}
 	p.TFO = true
 	p.RaceDial, p.RaceHandshake = t.delays(s, true)
+	if s.srtt > 0 && p.RaceHandshake != RaceAtOnce && s.last != tfo.DataNotAccepted {
+		p.ResendSYN = min(s.srtt+max(s.srtt/4, t.opts.MinMargin/2), p.RaceHandshake)
+	}
 	return p
 }
 
