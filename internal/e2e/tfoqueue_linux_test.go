@@ -142,8 +142,10 @@ func TestTFOQueueUnderLoad(t *testing.T) {
 	const rtt = 100 * time.Millisecond
 	l := newQueueLab(t, netlab.PathOptions{RTT: rtt})
 	floor := l.server(t, 443, map[string]any{"fast_open_qlen": 20}, map[string]any{"metrics_listen": "127.0.0.1:9301"})
-	exact := l.server(t, 444, map[string]any{"fast_open_qlen": 20},
-		map[string]any{"tfo": map[string]any{"exact_qlen": true}, "handshake_timeout": "3s"})
+	exact := l.server(t, 444, map[string]any{"fast_open_qlen": 20}, map[string]any{"tfo": map[string]any{"exact_qlen": true}})
+	// A fresh exact queue for the half-open holders: the run against 444 leaves requests the client
+	// reset (abandoned race losers) counted in that queue for 60 s, as the kernel does by design.
+	l.server(t, 445, map[string]any{"fast_open_qlen": 20}, map[string]any{"tfo": map[string]any{"exact_qlen": true}, "handshake_timeout": "3s"})
 
 	// The queue in force, from the kernel, in the log and in the metrics.
 	if out := floor.Output(); !strings.Contains(out, `msg="TCP Fast Open on the listener" qlen=4096 backlog=4096 fast_open_qlen=20 exact_qlen=false`) {
@@ -174,15 +176,9 @@ func TestTFOQueueUnderLoad(t *testing.T) {
 	floodTo := netip.AddrPortFrom(l.p.Lab.Links()[2].AddrB().V4, 443)
 	holdTo := netip.AddrPortFrom(l.p.Lab.Links()[3].AddrB().V4, 443)
 
-	// Half-open holders: 200 TFO connections whose handshakes never complete on the server; what
-	// each costs the server process (a goroutine and TLS state until handshake_timeout) shows in
-	// its resident memory.
-	rss0 := rssKiB(t, floor.cmd.Process.Pid)
+	// Half-open holders: 200 TFO connections whose handshakes never complete on the server.
 	held := holdHalfOpen(t, holdHost, l.p.Server, holdTo, 200)
-	time.Sleep(200 * time.Millisecond)
-	rss1 := rssKiB(t, floor.cmd.Process.Pid)
-	t.Logf("half-open TFO connections held on the floor server: %d (server TcpExt Passive counts them); server RSS %.0f → %.0f KiB (%.1f KiB each)",
-		held, rss0, rss1, (rss1-rss0)/float64(max(held, 1)))
+	t.Logf("half-open TFO connections held on the floor server: %d (server TcpExt Passive counts them)", held)
 
 	// Forged-cookie flood during the run.
 	ctx, stopFlood := context.WithCancel(context.Background())
@@ -216,19 +212,21 @@ func TestTFOQueueUnderLoad(t *testing.T) {
 	}
 
 	// 20 half-open connections fill the exact queue: every valid client's SYN data is refused.
-	exactTo := netip.AddrPortFrom(l.p.Lab.Links()[3].AddrB().V4, 444)
+	exactTo := netip.AddrPortFrom(l.p.Lab.Links()[3].AddrB().V4, 445)
 	start := time.Now()
-	holdHalfOpen(t, holdHost, l.p.Server, exactTo, 20)
-	rep = runBench(t, l.bench(444, 5, 1))
+	held = holdHalfOpen(t, holdHost, l.p.Server, exactTo, 20)
+	t.Logf("half-open TFO connections held on the exact server: %d", held)
+	rep = runBench(t, l.bench(445, 5, 1))
 	if n := rep.Mode(bench.ModeTFO).Outcomes[tfo.DataNotAccepted.String()]; n != 5 {
-		t.Errorf("with 20 half-open connections in an exact queue of 20: %d of 5 refused, want all", n)
+		t.Errorf("with 20 half-open connections in an exact queue of 20: %d of 5 refused, want all (outcomes %v, server %v)", n,
+			rep.Mode(bench.ModeTFO).Outcomes, rep.Kernel.Server)
 	}
 	// The server gives up on those handshakes after handshake_timeout (3 s here) and resets them,
 	// which frees their slots at once (a plain close would leave them to the kernel's SYN-ACK
 	// retries, about two minutes).
 	var back time.Duration
 	for time.Since(start) < 8*time.Second {
-		o := l.bench(444, 1, 1)
+		o := l.bench(445, 1, 1)
 		o.Warmup = -1
 		if rep, err := bench.Run(context.Background(), o); err == nil && rep.Mode(bench.ModeTFO).Outcomes[tfo.Accepted.String()] == 1 {
 			back = time.Since(start)
