@@ -320,7 +320,7 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 	}
 	results := make([]pathstate.Result, len(targets))
 	for i, tg := range targets {
-		r := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil}
+		r := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil, Resent: tg.tfo2A != nil}
 		if a := tg.tfoA; a != nil {
 			if a.seenDial {
 				r.Outcome = tfo.ClientOutcome(a.fw.Conn)

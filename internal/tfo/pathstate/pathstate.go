@@ -79,6 +79,9 @@ const (
 	DefaultProbeTimeout = 30 * time.Second
 	DefaultNoCookie     = 3
 
+	// LossMemory is how long after a lost TFO SYN a path gets second TFO attempts (Plan.ResendSYN).
+	LossMemory = 10 * time.Minute
+
 	// RaceAtOnce is the racing delay of a TFO attempt on a path in doubt: the plain connection
 	// starts alongside at once.
 	RaceAtOnce = time.Millisecond
@@ -134,6 +137,7 @@ type server struct {
 	dataThrough bool      // some SYN with data to this server was answered (since the last verdict)
 	drops       int       // TFO SYNs unanswered in a row while plain ones got through
 	lastDrop    time.Time // when the last drop counted in drops was reported
+	lossSeen    time.Time // when a TFO SYN last went unanswered (or needed a second attempt)
 	stalls      int       // TFO handshakes in a row beaten by a raced plain connection, SYN answered
 
 	unreachable time.Time // until then the address goes last when a name has several (Order)
@@ -200,7 +204,9 @@ type Plan struct {
 	// ResendSYN: a TFO attempt with a cookie whose SYN (carrying data) is still unanswered this
 	// long after its dial returned gets a second TFO attempt alongside: a SYN lost at random then
 	// costs about RTT/4 more than one round trip instead of the racing delay plus a plain
-	// connection's extra round trip. Zero: none (no RTT known yet, or the path is in doubt).
+	// connection's extra round trip. Only on a path that lost a TFO SYN within LossMemory (a busy
+	// host answering late gets no extra connections). Zero: none (no RTT known yet, no recent
+	// loss, or the path is in doubt).
 	ResendSYN time.Duration
 }
 
@@ -228,7 +234,8 @@ func (t *Table) Plan(addr string) Plan {
 	}
 	p.TFO = true
 	p.RaceDial, p.RaceHandshake = t.delays(s, true)
-	if s.srtt > 0 && p.RaceHandshake != RaceAtOnce && s.last != tfo.DataNotAccepted {
+	if s.srtt > 0 && p.RaceHandshake != RaceAtOnce && s.last != tfo.DataNotAccepted &&
+		!s.lossSeen.IsZero() && now.Sub(s.lossSeen) < LossMemory {
 		p.ResendSYN = min(s.srtt+max(s.srtt/4, t.opts.MinMargin/2), p.RaceHandshake)
 	}
 	return p
@@ -279,6 +286,9 @@ type Result struct {
 	Winner Winner
 	// SYNUnanswered: when the plain connection won, the TFO attempt's SYN (with data) had still had
 	// no answer.
+	// Resent: the TFO attempt's SYN went unanswered long enough that a second TFO attempt was made
+	// (Plan.ResendSYN).
+	Resent        bool
 	SYNUnanswered bool
 	// TFOErr: the TFO attempt failed by itself (not abandoned for the winner).
 	TFOErr error
@@ -329,6 +339,9 @@ func (t *Table) Report(r Result) {
 	}
 	if int(r.Outcome) < len(s.outcomes) {
 		s.outcomes[r.Outcome]++
+	}
+	if r.Resent || r.SYNUnanswered || r.Outcome == tfo.SYNDataDropped {
+		s.lossSeen = now
 	}
 	if r.Outcome != tfo.NotAttempted {
 		s.last = r.Outcome

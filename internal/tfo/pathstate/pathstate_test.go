@@ -444,3 +444,22 @@ func TestOverlappingDropsCountOnce(t *testing.T) {
 		t.Fatalf("then 4 sequential drops (5 samples): state %s, want disabled", st.State)
 	}
 }
+
+// Second TFO attempts are planned only on a path that recently lost a TFO SYN: a busy host that
+// answers late gets no extra connections.
+func TestResendSYNOnlyAfterLoss(t *testing.T) {
+	tb, clk, _ := newTable(t, Options{})
+	tb.Report(Result{Plan: tb.Plan(addr), Outcome: tfo.Accepted, Winner: WonTFO, RTT: 40 * time.Millisecond, Handshake: 41 * time.Millisecond})
+	if p := tb.Plan(addr); p.ResendSYN != 0 {
+		t.Errorf("no loss seen: ResendSYN %v, want none", p.ResendSYN)
+	}
+	tb.Report(Result{Plan: tb.Plan(addr), Raced: true, Winner: WonPlain, SYNUnanswered: true, RTT: 40 * time.Millisecond})
+	p := tb.Plan(addr)
+	if p.ResendSYN < 40*time.Millisecond || p.ResendSYN > p.RaceHandshake {
+		t.Errorf("after a lost SYN: ResendSYN %v (race %v), want RTT + a quarter", p.ResendSYN, p.RaceHandshake)
+	}
+	clk.advance(LossMemory)
+	if p := tb.Plan(addr); p.ResendSYN != 0 {
+		t.Errorf("LossMemory after the loss: ResendSYN %v, want none", p.ResendSYN)
+	}
+}
