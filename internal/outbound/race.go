@@ -229,7 +229,7 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		// that SYN is unanswered; a probe or a path in doubt races plain only.
 		a := tg.tfoA
 		if decided || tg.tfo2A != nil || ctx.Err() != nil || tg.plan.Probe || tg.plan.RaceDial == pathstate.RaceAtOnce ||
-			a == nil || !a.seenDial || a.seenDone || !tfo.SYNUnanswered(a.fw.Conn) {
+			a == nil || !a.seenDial || a.seenDone || !tfo.SYNUnanswered(a.fw.Conn) || !t.Paths.TryResend(tg.plan.Server) {
 			return
 		}
 		tg.tfo2A = launch(tg, true)
@@ -251,6 +251,9 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 		a.seenDone = true
 		running--
 		tg.running--
+		if a == tg.tfo2A {
+			t.Paths.ResendDone(tg.plan.Server)
+		}
 		if a.err != nil {
 			lastFailed = a
 			if a == tg.tfoA {

@@ -81,6 +81,9 @@ const (
 
 	// LossMemory is how long after a lost TFO SYN a path gets second TFO attempts (Plan.ResendSYN).
 	LossMemory = 10 * time.Minute
+	// MaxResends bounds the second TFO attempts in flight per server, so that a host too busy to
+	// answer in time is not sent more.
+	MaxResends = 4
 
 	// RaceAtOnce is the racing delay of a TFO attempt on a path in doubt: the plain connection
 	// starts alongside at once.
@@ -138,6 +141,7 @@ type server struct {
 	drops       int       // TFO SYNs unanswered in a row while plain ones got through
 	lastDrop    time.Time // when the last drop counted in drops was reported
 	lossSeen    time.Time // when a TFO SYN last went unanswered (or needed a second attempt)
+	resending   int       // second TFO attempts in flight (TryResend)
 	stalls      int       // TFO handshakes in a row beaten by a raced plain connection, SYN answered
 
 	unreachable time.Time // until then the address goes last when a name has several (Order)
@@ -431,6 +435,28 @@ func (t *Table) dropped(addr string, s *server, r Result, what string, now time.
 	}
 	// On a path that has carried SYN data, a lost SYN short of a streak is random loss: counted
 	// (Outcomes, races), the state stays working.
+}
+
+// TryResend reserves one of the MaxResends second-TFO-attempt slots of addr; the caller releases
+// it with ResendDone when that attempt ended.
+func (t *Table) TryResend(addr string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.get(addr, t.opts.Now())
+	if s.resending >= MaxResends {
+		return false
+	}
+	s.resending++
+	return true
+}
+
+// ResendDone releases a slot TryResend reserved.
+func (t *Table) ResendDone(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.servers[addr]; s != nil && s.resending > 0 {
+		s.resending--
+	}
 }
 
 // disable switches TFO off for the server for its back-off period, less a random jitter, and
