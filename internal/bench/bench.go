@@ -163,12 +163,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r := &runner{opts: opts, tgt: tgt}
 	// Warm-up: TFO first, so the cookie is cached before anything is measured.
+	var warm time.Duration // the last warm-up connection's time to first byte
 	for i := 0; i < opts.Warmup; i++ {
 		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			r.one(ctx, m, -1)
+			if s := r.one(ctx, m, -1); s.OK {
+				warm = s.TTFB
+			}
 		}
 	}
 	var before counterSnap // before any measured connection starts
@@ -178,10 +181,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	jobs := make(chan job)
 	results := make(chan Sample)
 	var wg sync.WaitGroup
-	for range opts.Concurrency {
+	// With several connections in flight, the workers start spread over one connection's time (the
+	// warm-up's), as arrivals at a loaded server are, rather than all in the same millisecond,
+	// which would measure the burst instead of the load.
+	spacing := warm / time.Duration(opts.Concurrency)
+	for i := range opts.Concurrency {
 		wg.Add(1)
 		go func() { // owned by Run: ends when jobs closes
 			defer wg.Done()
+			if i > 0 && spacing > 0 {
+				select {
+				case <-time.After(time.Duration(i) * spacing):
+				case <-ctx.Done():
+				}
+			}
 			for j := range jobs {
 				results <- r.one(ctx, j.mode, j.seq)
 			}
