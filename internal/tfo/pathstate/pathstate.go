@@ -140,6 +140,7 @@ type server struct {
 	dataThrough bool      // some SYN with data to this server was answered (since the last verdict)
 	drops       int       // TFO SYNs unanswered in a row while plain ones got through
 	lastDrop    time.Time // when the last drop counted in drops was reported
+	lastStall   time.Time // when the last stall counted in stalls was reported
 	lossSeen    time.Time // when a TFO SYN last went unanswered (or needed a second attempt)
 	resending   int       // second TFO attempts in flight (TryResend)
 	stalls      int       // TFO handshakes in a row beaten by a raced plain connection, SYN answered
@@ -378,7 +379,11 @@ func (t *Table) Report(r Result) {
 	case r.Winner == WonPlain:
 		// The SYN was answered but the handshake stalled: a middlebox, random loss, or a slow server.
 		s.drops = 0
+		if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastStall) && s.state != Probing {
+			break // it ran alongside the last counted stall: one sample (see dropped)
+		}
 		s.stalls++
+		s.lastStall = now
 		switch {
 		case s.state == Probing:
 			t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
