@@ -204,6 +204,10 @@ func (p *pipe) handle(pkt []byte, rng *rand.Rand, steer bool) {
 			d.tfoStripped.Add(1)
 		}
 	}
+	if fn := d.dropFn.Load(); fn != nil && (*fn)(pkt) {
+		d.lost.Add(1)
+		return
+	}
 	if loss := math.Float64frombits(d.loss.Load()); loss > 0 && rng.Float64() < loss {
 		d.lost.Add(1)
 		return

@@ -460,3 +460,30 @@ func TestForwardLossSeed(t *testing.T) {
 		t.Error("different seeds lost the same packets")
 	}
 }
+
+// A drop function sees every packet and drops those it chooses, counted as lost.
+func TestForwardDropFunc(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{})
+	n := 0
+	h.atob.SetDropFunc(func([]byte) bool { n++; return n%2 == 0 })
+	for i := range 4 {
+		h.a.Write(tcpPacket(false, 1000, uint16(i), tcpFlagACK, nil, nil))
+	}
+	for _, want := range []uint16{0, 2} {
+		p := recv(t, h.bs[0], time.Second)
+		if pi, _ := parsePacket(p); p == nil || pi.dport != want {
+			t.Fatalf("got %v, want packet %d", p, want)
+		}
+	}
+	if recv(t, h.bs[0], 50*time.Millisecond) != nil {
+		t.Error("a packet the function dropped passed")
+	}
+	if st := h.atob.Stats(); st.Lost != 2 {
+		t.Errorf("Lost %d, want 2", st.Lost)
+	}
+	h.atob.SetDropFunc(nil)
+	h.a.Write(tcpPacket(false, 1000, 9, tcpFlagACK, nil, nil))
+	if recv(t, h.bs[0], time.Second) == nil {
+		t.Error("packet lost after the function was removed")
+	}
+}

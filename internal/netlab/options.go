@@ -138,6 +138,7 @@ type Direction struct {
 	loss    atomic.Uint64
 	rate    atomic.Int64 // bit/s
 	reorder atomic.Bool
+	dropFn  atomic.Pointer[func(pkt []byte) bool]
 
 	forwarded   atomic.Uint64
 	lost        atomic.Uint64
@@ -192,6 +193,19 @@ func (d *Direction) SetLoss(p float64) {
 
 // SetRate limits the direction to bitsPerSecond (0: unlimited).
 func (d *Direction) SetRate(bitsPerSecond int64) { d.rate.Store(max(bitsPerSecond, 0)) }
+
+// SetDropFunc installs fn, called for every packet of this direction (from its reader goroutine,
+// one call at a time) after the faults and before the random loss: a packet it returns true for is
+// dropped and counted as Lost. Tests use it for loss patterns they control, such as the same
+// pseudo-random draws for the n-th packet of the n-th connection of two implementations (common
+// random numbers). nil removes it.
+func (d *Direction) SetDropFunc(fn func(pkt []byte) bool) {
+	if fn == nil {
+		d.dropFn.Store(nil)
+		return
+	}
+	d.dropFn.Store(&fn)
+}
 
 // Delay returns the configured one-way delay.
 func (d *Direction) Delay() time.Duration { return time.Duration(d.delay.Load()) }
