@@ -48,6 +48,11 @@ type Options struct {
 	// Do runs fn where the connections live (a netlab host's Do), to read the kernel's view of
 	// them; nil runs fn directly.
 	Do func(fn func() error) error
+	// Counters, if set, reads the kernel's TcpExt counters of the client's and (if known, else
+	// nil) the server's namespace; the report gives their growth over the measured run.
+	Counters func() (client, server map[string]uint64, err error)
+	// Modes to measure, interleaved in this order; default tfo and plain.
+	Modes []string
 
 	N               int           // measured connections per mode; default 200
 	Warmup          int           // unmeasured connections per mode first; default 2
@@ -87,6 +92,14 @@ func (o *Options) defaults() error {
 	}
 	if o.Do == nil {
 		o.Do = func(fn func() error) error { return fn() }
+	}
+	if len(o.Modes) == 0 {
+		o.Modes = []string{ModeTFO, ModePlain}
+	}
+	for _, m := range o.Modes {
+		if m != ModeTFO && m != ModePlain {
+			return fmt.Errorf("bench: unknown mode %q (want %s or %s)", m, ModeTFO, ModePlain)
+		}
 	}
 	return nil
 }
@@ -149,21 +162,38 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r := &runner{opts: opts, tgt: tgt}
 	// Warm-up: TFO first, so the cookie is cached before anything is measured.
+	var warm time.Duration // the last warm-up connection's time to first byte
 	for i := 0; i < opts.Warmup; i++ {
-		for _, m := range []string{ModeTFO, ModePlain} {
+		for _, m := range opts.Modes {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			r.one(ctx, m, -1)
+			if s := r.one(ctx, m, -1); s.OK {
+				warm = s.TTFB
+			}
 		}
+	}
+	var before counterSnap // before any measured connection starts
+	if opts.Counters != nil {
+		before.client, before.server, before.err = opts.Counters()
 	}
 	jobs := make(chan job)
 	results := make(chan Sample)
 	var wg sync.WaitGroup
-	for range opts.Concurrency {
+	// With several connections in flight, the workers start spread over one connection's time (the
+	// warm-up's), as arrivals at a loaded server are, rather than all in the same millisecond,
+	// which would measure the burst instead of the load.
+	spacing := warm / time.Duration(opts.Concurrency)
+	for i := range opts.Concurrency {
 		wg.Add(1)
 		go func() { // owned by Run: ends when jobs closes
 			defer wg.Done()
+			if i > 0 && spacing > 0 {
+				select {
+				case <-time.After(time.Duration(i) * spacing):
+				case <-ctx.Done():
+				}
+			}
 			for j := range jobs {
 				results <- r.one(ctx, j.mode, j.seq)
 			}
@@ -173,11 +203,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer close(results)
 		defer wg.Wait()
 		defer close(jobs)
-		for i := 0; i < 2*opts.N; i++ {
-			m := ModeTFO
-			if i%2 == 1 {
-				m = ModePlain
-			}
+		for i := 0; i < len(opts.Modes)*opts.N; i++ {
+			m := opts.Modes[i%len(opts.Modes)]
 			select {
 			case jobs <- job{mode: m, seq: i}:
 			case <-ctx.Done():
@@ -190,10 +217,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for s := range results {
 		samples = append(samples, s)
 		if opts.Progress != nil {
-			opts.Progress(len(samples), 2*opts.N)
+			opts.Progress(len(samples), len(opts.Modes)*opts.N)
 		}
 	}
 	rep := newReport(opts, samples, time.Since(start))
+	if opts.Counters != nil && before.err == nil {
+		var after counterSnap
+		if after.client, after.server, after.err = opts.Counters(); after.err == nil {
+			rep.Kernel = kernelDelta(before, after)
+		}
+	}
 	return rep, ctx.Err()
 }
 

@@ -52,6 +52,8 @@ const labServerPort = 443
 type Lab struct {
 	path  *netlab.Path
 	fault string
+	opts  LabOptions
+	queue tfo.QueueInfo // the server listener's queues in force
 	srv   *server.Server
 	ln    net.Listener
 	site  *website.Site
@@ -61,10 +63,26 @@ type Lab struct {
 	out *outbound.Trojan // the client's dialer to the server, as `fastrojan run` builds it
 }
 
+// LabOptions shape the lab's server.
+type LabOptions struct {
+	Fault string // the fault switched on the client-server link ("" for none; ParseFault)
+	// QLen and ExactQLen are the server's tcp.fast_open_qlen (0: the config default, 20) and
+	// fastrojan.tfo.exact_qlen: the listener gets the queue a server with that config gets
+	// (tfo.QueueLen: a floor raised to the listen backlog, or exactly QLen).
+	QLen      int
+	ExactQLen bool
+}
+
 // StartLab starts the server (TFO listener) in p.Server and the origin web site in p.Origin.
 // fault names the fault switched on p.Link ("" for none); Close stops both (the caller closes
-// the lab).
+// the lab). The server's TFO queue is what the default config gets.
 func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
+	return StartLabWith(p, LabOptions{Fault: fault}, log)
+}
+
+// StartLabWith is StartLab with the server's queue chosen by opts.
+func StartLabWith(p *netlab.Path, opts LabOptions, log *slog.Logger) (*Lab, error) {
+	fault := opts.Fault
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -84,7 +102,10 @@ func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
 	_, _ = rand.Read(pw)
 	password := hex.EncodeToString(pw)
 
-	l := &Lab{path: p, fault: fault, done: make(chan error, 1)}
+	if opts.QLen <= 0 {
+		opts.QLen, _ = config.Default(config.RunServer).TFOQueue()
+	}
+	l := &Lab{path: p, fault: fault, opts: opts, done: make(chan error, 1)}
 	origin := netip.AddrPortFrom(p.OriginAddr.V4, 80)
 	if err := p.Origin.Do(func() (err error) { l.site, err = website.Start(origin.String(), log); return err }); err != nil {
 		return nil, fmt.Errorf("lab origin: %w", err)
@@ -93,8 +114,13 @@ func StartLab(p *netlab.Path, fault string, log *slog.Logger) (*Lab, error) {
 
 	srvAddr := netip.AddrPortFrom(p.ServerAddr.V4, labServerPort)
 	err = p.Server.Do(func() (err error) {
-		l.ln, err = tfo.Listen(context.Background(), "tcp", srvAddr.String(), 1024, log)
-		return err
+		// The queue a server with this config gets (server.FromConfig does the same).
+		qlen := tfo.QueueLen(opts.QLen, opts.ExactQLen, tfo.ListenBacklog())
+		if l.ln, err = tfo.Listen(context.Background(), "tcp", srvAddr.String(), qlen, log); err != nil {
+			return err
+		}
+		l.queue, _ = tfo.ListenerQueue(l.ln)
+		return nil
 	})
 	if err != nil {
 		_ = l.site.Shutdown(context.Background())
@@ -153,12 +179,20 @@ func (l *Lab) Options() Options {
 		Server: o.Server, TLS: o.TLS, Hash: o.Hash, URL: l.url,
 		DialTFO: o.DialTFO, DialPlain: o.DialPlain, Paths: o.Paths,
 		Do: l.path.Client.Do,
+		Counters: func() (client, server map[string]uint64, err error) {
+			if client, err = l.path.Client.TcpExt(); err != nil {
+				return nil, nil, err
+			}
+			server, err = l.path.Server.TcpExt()
+			return client, server, err
+		},
 	}
 }
 
 // Info describes the lab for the report.
 func (l *Lab) Info() *LabInfo {
-	return &LabInfo{RTT: l.path.Link.AtoB().Delay() + l.path.Link.BtoA().Delay(), Fault: l.fault}
+	return &LabInfo{RTT: l.path.Link.AtoB().Delay() + l.path.Link.BtoA().Delay(), Fault: l.fault,
+		Loss: l.path.Link.AtoB().Loss(), QLen: l.opts.QLen, ExactQLen: l.opts.ExactQLen, QueueInForce: l.queue.TFOQueue, Backlog: l.queue.Backlog}
 }
 
 // Close stops the server and the origin.

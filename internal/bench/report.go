@@ -70,6 +70,9 @@ type Report struct {
 	Lab               *LabInfo    `json:"lab,omitempty"`
 	Modes             []ModeStats `json:"modes"` // tfo, then plain
 	// Saving is plain's median TTFB minus TFO's; SavingRTTs is that in RTTs; SavingP90 compares p90s.
+	// Kernel is the growth of the kernel's counters over the measured run (warm-up excluded),
+	// when Options.Counters reads them.
+	Kernel     *KernelCounts `json:"kernel,omitempty"`
 	Saving     time.Duration `json:"saving_median_ns"`
 	SavingRTTs float64       `json:"saving_median_rtts"`
 	SavingP90  time.Duration `json:"saving_p90_ns"`
@@ -80,6 +83,47 @@ type Report struct {
 type LabInfo struct {
 	RTT   time.Duration `json:"rtt_ns"`
 	Fault string        `json:"fault,omitempty"`
+	Loss  float64       `json:"loss,omitempty"` // each direction
+	// The server's fast_open_qlen and exact_qlen, and the TFO queue and accept backlog the kernel
+	// put in force on its listener.
+	QLen         int  `json:"fast_open_qlen"`
+	ExactQLen    bool `json:"exact_qlen"`
+	QueueInForce int  `json:"tfo_queue"`
+	Backlog      int  `json:"backlog"`
+}
+
+// KernelCounts are TcpExt counter increments over a run, client's and server's namespace.
+type KernelCounts struct {
+	Client map[string]uint64 `json:"client"`
+	Server map[string]uint64 `json:"server,omitempty"`
+}
+
+// Counters a report shows, per side.
+var (
+	clientCounters = []string{"TCPFastOpenActive", "TCPFastOpenActiveFail"}
+	serverCounters = []string{"TCPFastOpenPassive", "TCPFastOpenPassiveFail", "TCPFastOpenListenOverflow",
+		"TCPFastOpenCookieReqd", "ListenOverflows", "ListenDrops", "SyncookiesSent"}
+)
+
+type counterSnap struct {
+	client, server map[string]uint64
+	err            error
+}
+
+func kernelDelta(before, after counterSnap) *KernelCounts {
+	d := func(names []string, b, a map[string]uint64) map[string]uint64 {
+		if a == nil {
+			return nil
+		}
+		out := map[string]uint64{}
+		for _, n := range names {
+			if a[n] >= b[n] {
+				out[n] = a[n] - b[n]
+			}
+		}
+		return out
+	}
+	return &KernelCounts{Client: d(clientCounters, before.client, after.client), Server: d(serverCounters, before.server, after.server)}
 }
 
 // Mode returns the stats of mode, or nil.
@@ -105,7 +149,11 @@ func newReport(o Options, samples []Sample, d time.Duration) *Report {
 		}
 	}
 	r.RTT = distOf(rtts).Median
-	for _, m := range []string{ModeTFO, ModePlain} {
+	modes := o.Modes
+	if len(modes) == 0 {
+		modes = []string{ModeTFO, ModePlain}
+	}
+	for _, m := range modes {
 		ms := ModeStats{Mode: m, Outcomes: map[string]int{}}
 		var ttfb, total []time.Duration
 		for _, s := range samples {
@@ -138,8 +186,8 @@ func newReport(o Options, samples []Sample, d time.Duration) *Report {
 		}
 		r.Modes = append(r.Modes, ms)
 	}
-	t, p := r.Modes[0], r.Modes[1]
-	if t.Successes > 0 && p.Successes > 0 {
+	t, p := r.Mode(ModeTFO), r.Mode(ModePlain)
+	if t != nil && p != nil && t.Successes > 0 && p.Successes > 0 {
 		r.Saving = p.TTFB.Median - t.TTFB.Median
 		r.SavingP90 = p.TTFB.P90 - t.TTFB.P90
 		if r.RTT > 0 {
@@ -160,10 +208,22 @@ func (r *Report) WriteText(w io.Writer) error {
 		if r.Lab.Fault != "" {
 			fmt.Fprintf(&b, ", fault %s", r.Lab.Fault)
 		}
+		if r.Lab.Loss > 0 {
+			fmt.Fprintf(&b, ", loss %.3g%% each way", 100*r.Lab.Loss)
+		}
+		qlen := "a floor"
+		if r.Lab.ExactQLen {
+			qlen = "exact"
+		}
+		fmt.Fprintf(&b, "; server fast_open_qlen %d (%s): TFO queue in force %d, accept backlog %d", r.Lab.QLen, qlen, r.Lab.QueueInForce, r.Lab.Backlog)
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "%d connections per mode, interleaved TFO/plain after %d warm-up each; concurrency %d; %d request(s) per connection; %s\n",
-		r.N, r.Warmup, r.Concurrency, r.RequestsPerConn, r.Duration.Round(time.Millisecond))
+	var modes []string
+	for _, m := range r.Modes {
+		modes = append(modes, m.Mode)
+	}
+	fmt.Fprintf(&b, "%d connections per mode (%s, interleaved) after %d warm-up each; concurrency %d; %d request(s) per connection; %s\n",
+		r.N, strings.Join(modes, "/"), r.Warmup, r.Concurrency, r.RequestsPerConn, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "RTT (kernel tcpi_rtt, median): %s ms; %.1f requests/s over the run\n\n", ms(r.RTT), r.RequestsPerSecond)
 	b.WriteString("time to first byte, new connection each time:\n")
 	keepAlive := r.RequestsPerConn > 1
@@ -188,9 +248,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, m := range r.Modes {
 		fmt.Fprintf(&b, "  %-5s %s\n", m.Mode, outcomeSummary(m.Outcomes))
 	}
-	if r.Saving >= 0 {
+	if k := r.Kernel; k != nil {
+		b.WriteString("\nkernel counters during the run (TcpExt growth):\n")
+		fmt.Fprintf(&b, "  client %s\n", counterLine(clientCounters, k.Client))
+		if k.Server != nil {
+			fmt.Fprintf(&b, "  server %s\n", counterLine(serverCounters, k.Server))
+		}
+		if t := r.Mode(ModeTFO); t != nil && t.Attempts > 0 {
+			acc := t.Outcomes[tfo.Accepted.String()]
+			fmt.Fprintf(&b, "  TFO connections kept with their SYN data accepted: %d of %d = %.1f%% (the kernels count every SYN with data, second attempts after a lost SYN included)\n",
+				acc, t.Attempts, 100*float64(acc)/float64(t.Attempts))
+		}
+	}
+	switch {
+	case r.Mode(ModeTFO) == nil || r.Mode(ModePlain) == nil:
+	case r.Saving >= 0:
 		fmt.Fprintf(&b, "\nsaving with TFO: median %s ms = %.2f RTT, p90 %s ms\n", ms(r.Saving), r.SavingRTTs, ms(r.SavingP90))
-	} else {
+	default:
 		fmt.Fprintf(&b, "\nTFO is SLOWER here: median +%s ms = %.2f RTT, p90 +%s ms (see the outcomes above)\n", ms(-r.Saving), -r.SavingRTTs, ms(-r.SavingP90))
 	}
 	for _, m := range r.Modes {
@@ -200,6 +274,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func counterLine(names []string, m map[string]uint64) string {
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s +%d", n, m[n]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func outcomeSummary(m map[string]int) string {

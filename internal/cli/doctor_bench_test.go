@@ -116,3 +116,37 @@ func TestBenchCommandLab(t *testing.T) {
 		t.Errorf("plot: %v", err)
 	}
 }
+
+// bench --lab gives the lab's server the queue a config asks for (here exactly 20, from a server
+// config given with -c), measures TFO only with --mode tfo, and reports the kernels' counts.
+func TestBenchCommandLabQueue(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bench --lab needs root (network namespaces); run the tests as root")
+	}
+	cfg := filepath.Join(t.TempDir(), "server.json")
+	if err := os.WriteFile(cfg, []byte(`{"run_type": "server", "password": ["x"], "tcp": {"fast_open": true, "fast_open_qlen": 20},
+		"fastrojan": {"tfo": {"exact_qlen": true}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "bench", "--lab", "20ms", "-c", cfg, "--mode", "tfo", "-n", "4", "--lab-loss", "0%", "--lab-seed", "1")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstderr: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"server fast_open_qlen 20 (exact): TFO queue in force 20, accept backlog",
+		"4 connections per mode (tfo, interleaved)",
+		"client TCPFastOpenActive +4",
+		"server TCPFastOpenPassive +4",
+		"TCPFastOpenListenOverflow +0",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "plain ") {
+		t.Errorf("--mode tfo measured plain connections too:\n%s", stdout)
+	}
+	if code, _, stderr := runCLI(t, "bench", "-c", cfg, "--url", "http://192.0.2.1/", "--lab-qlen", "5"); code != exitUsage || !strings.Contains(stderr, "need --lab") {
+		t.Errorf("--lab-qlen without --lab: exit %d, %s", code, stderr)
+	}
+}

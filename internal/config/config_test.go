@@ -114,6 +114,7 @@ var keyCases = []keyCase{
 	{"fastrojan.tfo.server_dial", `false`, func(c *Config) any { return c.Fastrojan.TFO.ServerDial }, ptr(false), `[]`, "a boolean"},
 	{"fastrojan.tls_site", `"127.0.0.1:8443"`, func(c *Config) any { return c.Fastrojan.TLSSite }, "127.0.0.1:8443", `8443`, "a string"},
 	{"fastrojan.max_conns_per_ip", `64`, func(c *Config) any { return c.Fastrojan.MaxConnsPerIP }, 64, `"many"`, "an integer"},
+	{"fastrojan.tfo.exact_qlen", `true`, func(c *Config) any { return c.Fastrojan.TFO.ExactQLen }, true, `"yes"`, "a boolean"},
 	{"fastrojan.metrics_listen", `"127.0.0.1:9100"`, func(c *Config) any { return c.Fastrojan.MetricsListen }, "127.0.0.1:9100", `9100`, "a string"},
 	{"fastrojan.users.sqlite", `"/var/lib/fastrojan/users.db"`, func(c *Config) any { return c.Fastrojan.Users.SQLite }, "/var/lib/fastrojan/users.db", `1`, "a string"},
 	{"fastrojan.users.refresh", `"3s"`, func(c *Config) any { return c.Fastrojan.Users.Refresh }, Duration(3 * time.Second), `true`, "a duration"},

@@ -14,6 +14,10 @@ type TFO struct {
 	ServerListen *bool `json:"server_listen,omitempty"`
 	// ServerDial: the server's connections to targets carry the client's first bytes in the SYN.
 	ServerDial *bool `json:"server_dial,omitempty"`
+	// ExactQLen: the server's TFO queue is exactly tcp.fast_open_qlen. Off (default): fast_open_qlen
+	// is a floor and the queue follows the listen backlog (net.core.somaxconn), so that load does
+	// not make the kernel refuse SYN data (DESIGN.md 3.10).
+	ExactQLen bool `json:"exact_qlen,omitempty"`
 }
 
 func orDefault(b *bool, def bool) bool {
@@ -33,6 +37,12 @@ func (c *Config) TFOServerListen() bool {
 
 // TFOServerDial reports whether the server dials targets with TCP Fast Open.
 func (c *Config) TFOServerDial() bool { return orDefault(c.Fastrojan.TFO.ServerDial, c.TCP.FastOpen) }
+
+// TFOQueue returns tcp.fast_open_qlen and whether the server's TFO queue must be exactly that
+// (fastrojan.tfo.exact_qlen) rather than at least that.
+func (c *Config) TFOQueue() (qlen int, exact bool) {
+	return c.TCP.FastOpenQLen, c.Fastrojan.TFO.ExactQLen
+}
 
 func (v *validator) tfo(c *Config) {
 	if a := c.Fastrojan.MetricsListen; a != "" {

@@ -58,3 +58,28 @@ func TestMetricsListenValidated(t *testing.T) {
 		}
 	}
 }
+
+// fast_open_qlen is a floor unless fastrojan.tfo.exact_qlen says it is the queue itself.
+func TestTFOExactQLen(t *testing.T) {
+	for _, tc := range []struct {
+		json  string
+		qlen  int
+		exact bool
+	}{
+		{`{}`, 20, false},
+		{`{"tcp":{"fast_open_qlen":50}}`, 50, false},
+		{`{"tcp":{"fast_open_qlen":20},"fastrojan":{"tfo":{"exact_qlen":true}}}`, 20, true},
+	} {
+		c, err := Decode([]byte(tc.json), "config.json")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.json, err)
+		}
+		if q, e := c.TFOQueue(); q != tc.qlen || e != tc.exact {
+			t.Errorf("%s: qlen %d exact %v, want %d %v", tc.json, q, e, tc.qlen, tc.exact)
+		}
+	}
+	if _, err := Decode([]byte(`{"fastrojan":{"tfo":{"exact_qlen":"yes"}}}`), "config.json"); err == nil ||
+		!strings.Contains(err.Error(), "$.fastrojan.tfo.exact_qlen") {
+		t.Errorf("a string for exact_qlen: err = %v", err)
+	}
+}

@@ -18,7 +18,7 @@ func Checks(opts Options) []Check {
 	cs := []Check{
 		KernelCheck{},
 		SysctlCheck{Env: opts.Env, Config: opts.Config},
-		CountersCheck{Env: opts.Env, Config: opts.Config},
+		CountersCheck{Env: opts.Env, Config: opts.Config, Window: DefaultRecentWindow},
 		CookiesCheck{Env: opts.Env, Config: opts.Config},
 		SelfTestCheck{Env: opts.Env, Config: opts.Config},
 	}

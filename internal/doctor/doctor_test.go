@@ -182,7 +182,9 @@ func TestProbeVerdict(t *testing.T) {
 		{"no cookie", []attempt{a(tfo.CookieRequested, ""), a(tfo.CookieRequested, ""), a(tfo.CookieRequested, "")}, Fail, "never issued a TFO cookie", "sysctl -w net.ipv4.tcp_fastopen=3"},
 		{"farm", []attempt{a(tfo.CookieRequested, "A"), a(tfo.DataNotAccepted, "B"), a(tfo.DataNotAccepted, "A")}, Fail, "different TFO keys", `"farm": {"secret_file"`},
 		{"server off", []attempt{a(tfo.DataNotAccepted, "A"), a(tfo.DataNotAccepted, "A"), a(tfo.DataNotAccepted, "A")}, Fail, "refused SYN data with the cookie it issued", "sysctl -w net.ipv4.tcp_fastopen=3"},
-		{"mixed", []attempt{a(tfo.Accepted, "A"), a(tfo.DataNotAccepted, "A"), a(tfo.Accepted, "A")}, Warn, "refused on 1", `"farm": {"secret_file"`},
+		{"queue overflow", []attempt{a(tfo.Accepted, "A"), a(tfo.DataNotAccepted, "A"), a(tfo.Accepted, "A")}, Warn, "the server's TFO queue overflowed: it refused the SYN data of 1 of 3", `"fast_open_qlen": 4096`},
+		{"queue overflow names the sysctl", []attempt{a(tfo.Accepted, "A"), a(tfo.DataNotAccepted, "A")}, Warn, "the path delivers SYN data", "sysctl -w net.core.somaxconn="},
+		{"mixed, cookies unknown", []attempt{a(tfo.Accepted, ""), a(tfo.DataNotAccepted, ""), a(tfo.Accepted, "")}, Warn, "refused on 1", `"farm": {"secret_file"`},
 	} {
 		out := &Out{}
 		(&ProbeCheck{Addr: "192.0.2.1:443"}).verdict(out, tc.atts)

@@ -153,7 +153,10 @@ func TestLabCountersAndCookies(t *testing.T) {
 }
 
 // tlsServer accepts TLS over a TFO listener on h at addr until the test ends.
-func tlsServer(t *testing.T, h *netlab.Host, addr string) {
+func tlsServer(t *testing.T, h *netlab.Host, addr string) { t.Helper(); tlsServerQueue(t, h, addr, 64) }
+
+// tlsServerQueue is tlsServer with a TFO queue of qlen.
+func tlsServerQueue(t *testing.T, h *netlab.Host, addr string, qlen int) {
 	t.Helper()
 	certPEM, keyPEM, err := tlsconf.GenerateSelfSigned([]string{"probe.test"})
 	if err != nil {
@@ -166,7 +169,7 @@ func tlsServer(t *testing.T, h *netlab.Host, addr string) {
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 	var ln net.Listener
 	if err := h.Do(func() (err error) {
-		ln, err = tfo.Listen(context.Background(), "tcp", addr, 64, slog.New(slog.DiscardHandler))
+		ln, err = tfo.Listen(context.Background(), "tcp", addr, qlen, slog.New(slog.DiscardHandler))
 		return err
 	}); err != nil {
 		t.Fatal(err)

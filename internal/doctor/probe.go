@@ -155,7 +155,7 @@ func (p *ProbeCheck) verdict(out *Out, atts []attempt) {
 	count := map[tfo.Outcome]int{}
 	var rtt time.Duration
 	hello, limit := 0, 0
-	cookieChanged := false
+	cookieChanged, cookieKnown := false, false
 	var last []byte
 	for i, a := range atts {
 		count[a.outcome]++
@@ -170,7 +170,7 @@ func (p *ProbeCheck) verdict(out *Out, atts []attempt) {
 			cookieChanged = true
 		}
 		if a.cookie != nil {
-			last = a.cookie
+			last, cookieKnown = a.cookie, true
 		}
 	}
 	if rtt > 0 {
@@ -182,6 +182,8 @@ func (p *ProbeCheck) verdict(out *Out, atts []attempt) {
 		out.Problem(Fail, clientFix, "the ClientHello (%d bytes) does not fit in the SYN (%d): TFO saves no round trip", hello, limit)
 	}
 	serverFix := "on the server: " + sysctlFix(tfo.Sysctl(0)) + "\n" + `and in the server's config.json: "tcp": {"fast_open": true}`
+	queueFix := `in the server's config.json: "tcp": {"fast_open_qlen": 4096} and no "fastrojan": {"tfo": {"exact_qlen": true}}` +
+		"\nand on the server: sysctl -w net.core.somaxconn=4096   (the kernel caps the TFO queue at it)"
 	n := len(atts)
 	acc, dropped, refused, asked := count[tfo.Accepted], count[tfo.SYNDataDropped], count[tfo.DataNotAccepted], count[tfo.CookieRequested]
 	switch {
@@ -194,8 +196,15 @@ func (p *ProbeCheck) verdict(out *Out, atts []attempt) {
 	case refused > 0 && cookieChanged:
 		out.Problem(Fail, farmFix,
 			"the server refused our cookie on %d of %d connections while handing out a different one each time: several nodes behind %s with different TFO keys", refused, n, p.Addr)
+	case refused > 0 && acc > 0 && cookieKnown:
+		// Data refused with the very cookie the server accepted on other connections, and no new
+		// cookie handed out: the server's TFO queue was full at that moment (a key change would
+		// have brought a new cookie). The SYN with data was answered: this is not the path.
+		out.Problem(Warn, queueFix,
+			"the server's TFO queue overflowed: it refused the SYN data of %d of %d connections while accepting the same cookie on %d "+
+				"(the path delivers SYN data; each refusal costs one round trip; on the server TcpExt TCPFastOpenListenOverflow grows)", refused, n, acc)
 	case refused > 0 && acc == 0:
-		out.Problem(Fail, serverFix+"\nor raise its \"tcp\": {\"fast_open_qlen\": ...} if the queue overflows (TcpExt TCPFastOpenListenOverflow)",
+		out.Problem(Fail, serverFix+"\nor, if its TFO queue overflows (TcpExt TCPFastOpenListenOverflow on the server): "+queueFix,
 			"the server refused SYN data with the cookie it issued on %d of %d connections: its TFO was switched off, its key changed, or its TFO queue is full", refused, n)
 	case acc > 0 && refused > 0:
 		out.Problem(Warn, farmFix,

@@ -9,7 +9,9 @@ import (
 )
 
 // kernelTFO exports the TcpExt TCPFastOpen* counters of the process's network namespace
-// (/proc/net/netstat), read at each scrape: the kernel's own account of TFO, independent of ours.
+// (/proc/net/netstat), read at each scrape: the kernel's own account of TFO, independent of ours;
+// next to them the listener counters that say whether accept queues overflow (ListenOverflows,
+// ListenDrops, SyncookiesSent: a SYN answered with a SYN cookie gets no TFO).
 type kernelTFO struct {
 	desc *prometheus.Desc
 	read func() (map[string]uint64, error)
@@ -23,7 +25,9 @@ func NewKernelTFOCollector() prometheus.Collector {
 		desc: prometheus.NewDesc("fastrojan_kernel_tcp_ext_total",
 			"The kernel's TcpExt TCPFastOpen* counters of fastrojan's network namespace (/proc/net/netstat): "+
 				"TCPFastOpenActive (SYN data acknowledged, client side), TCPFastOpenPassive (SYN data accepted, server side), "+
-				"TCPFastOpenActiveFail, TCPFastOpenPassiveFail, TCPFastOpenCookieReqd, TCPFastOpenBlackhole, ...",
+				"TCPFastOpenActiveFail, TCPFastOpenPassiveFail, TCPFastOpenCookieReqd, TCPFastOpenBlackhole, "+
+				"TCPFastOpenListenOverflow (SYN data refused: TFO queue full), ...; and ListenOverflows, ListenDrops, SyncookiesSent "+
+				"(accept queue overflows; SYNs answered with a SYN cookie get no TFO).",
 			[]string{"counter"}, nil),
 		read: tfo.ReadTcpExt,
 	}
@@ -38,6 +42,11 @@ func (k *kernelTFO) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	c := tfo.FastOpenCounters(m)
+	for _, n := range tfo.ListenCounters() {
+		if v, ok := m[n]; ok {
+			c[n] = v
+		}
+	}
 	names := make([]string, 0, len(c))
 	for n := range c {
 		names = append(names, n)

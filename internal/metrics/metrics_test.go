@@ -80,7 +80,7 @@ func TestScrapeShowsWhatWasReported(t *testing.T) {
 func TestKernelCounters(t *testing.T) {
 	k := NewKernelTFOCollector().(*kernelTFO)
 	k.read = func() (map[string]uint64, error) {
-		return map[string]uint64{"TCPFastOpenActive": 7, "TCPFastOpenPassive": 5, "SyncookiesSent": 9}, nil
+		return map[string]uint64{"TCPFastOpenActive": 7, "TCPFastOpenPassive": 5, "SyncookiesSent": 9, "ListenOverflows": 3, "TCPSACKReneging": 4}, nil
 	}
 	m := New()
 	m.reg.Unregister(NewKernelTFOCollector()) // same descriptor: replaced by the fake
@@ -90,9 +90,11 @@ func TestKernelCounters(t *testing.T) {
 	body := scrape(t, m)
 	wantLines(t, body,
 		`fastrojan_kernel_tcp_ext_total{counter="TCPFastOpenActive"} 7`,
-		`fastrojan_kernel_tcp_ext_total{counter="TCPFastOpenPassive"} 5`)
-	if strings.Contains(body, "SyncookiesSent") {
-		t.Error("non-TFO TcpExt counter exported")
+		`fastrojan_kernel_tcp_ext_total{counter="TCPFastOpenPassive"} 5`,
+		`fastrojan_kernel_tcp_ext_total{counter="SyncookiesSent"} 9`,
+		`fastrojan_kernel_tcp_ext_total{counter="ListenOverflows"} 3`)
+	if strings.Contains(body, "TCPSACKReneging") {
+		t.Error("a TcpExt counter that is neither TFO nor listener exported")
 	}
 
 	// A failing read is reported without hiding the other metrics.

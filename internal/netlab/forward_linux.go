@@ -79,7 +79,7 @@ type pipe struct {
 
 // newForwarder starts forwarding between a and bs. It owns the files and
 // closes them in stop.
-func newForwarder(a *os.File, bs []*os.File, mtu, queueLen int, faults *faultSet, steer *steering, atob, btoa *Direction) (*forwarder, error) {
+func newForwarder(a *os.File, bs []*os.File, mtu, queueLen int, seed uint64, faults *faultSet, steer *steering, atob, btoa *Direction) (*forwarder, error) {
 	f := &forwarder{epoch: time.Now(), faults: faults, steer: steer, a: a, bs: bs, done: make(chan struct{})}
 	var err error
 	if f.pipes[0], err = f.newPipe(atob, bs, mtu, queueLen); err != nil {
@@ -89,7 +89,9 @@ func newForwarder(a *os.File, bs []*os.File, mtu, queueLen int, faults *faultSet
 		f.pipes[0].timer.Close()
 		return nil, err
 	}
-	seed := uint64(time.Now().UnixNano())
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
 	f.wg.Add(2 + 1 + len(bs))
 	go f.pipes[0].releaseLoop()
 	go f.pipes[1].releaseLoop()
@@ -194,9 +196,17 @@ func (p *pipe) handle(pkt []byte, rng *rand.Rand, steer bool) {
 			}
 			d.countSYNData(pi.payloadLen)
 		}
+		if pi.isTCP && pi.tcpFlags&tcpFlagSYN == 0 && faults.dropNonSYN.Load() {
+			d.nonSYNDrop.Add(1)
+			return
+		}
 		if faults.stripTFO.Load() && stripTFO(pkt, &pi) {
 			d.tfoStripped.Add(1)
 		}
+	}
+	if fn := d.dropFn.Load(); fn != nil && (*fn)(pkt) {
+		d.lost.Add(1)
+		return
 	}
 	if loss := math.Float64frombits(d.loss.Load()); loss > 0 && rng.Float64() < loss {
 		d.lost.Add(1)

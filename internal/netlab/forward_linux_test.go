@@ -71,7 +71,7 @@ func newHarness(t testing.TB, nb int, opts LinkOptions) *fwHarness {
 		h.bs = append(h.bs, b)
 		fbs = append(fbs, fb)
 	}
-	fw, err := newForwarder(fa, fbs, opts.MTU, opts.QueueLen, &h.faults, &h.steer, &h.atob, &h.btoa)
+	fw, err := newForwarder(fa, fbs, opts.MTU, opts.QueueLen, opts.Seed, &h.faults, &h.steer, &h.atob, &h.btoa)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,5 +404,86 @@ func BenchmarkForward(b *testing.B) {
 	for b.Loop() {
 		h.a.Write(pkt)
 		h.bs[0].Read(buf)
+	}
+}
+
+// DropNonSYN passes SYNs (with or without data) and SYN-ACKs, and drops everything else of TCP:
+// the final ACK of a handshake never reaches the server.
+func TestForwardDropNonSYN(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{Faults: Faults{DropNonSYN: true}})
+	synData := tcpPacket(false, 1, 2, tcpFlagSYN, tfoOption, []byte("hello"))
+	synack := tcpPacket(false, 2, 1, tcpFlagSYN|tcpFlagACK, nil, nil)
+	ack := tcpPacket(false, 1, 2, tcpFlagACK, nil, nil)
+	h.a.Write(ack)
+	h.a.Write(synData)
+	if p := recv(t, h.bs[0], time.Second); !bytes.Equal(p, synData) {
+		t.Errorf("first packet through is not the SYN with data")
+	}
+	h.bs[0].Write(synack)
+	if p := recv(t, h.a, time.Second); !bytes.Equal(p, synack) {
+		t.Errorf("SYN-ACK did not pass")
+	}
+	h.bs[0].Write(ack)
+	if recv(t, h.a, 50*time.Millisecond) != nil {
+		t.Errorf("an ACK passed B→A")
+	}
+	if st := h.atob.Stats(); st.NonSYNDrop != 1 || st.Forwarded != 1 {
+		t.Errorf("A→B stats %+v: want 1 non-SYN drop, 1 forwarded", st)
+	}
+	h.fw.faults.set(Faults{})
+	h.a.Write(ack)
+	if !bytes.Equal(recv(t, h.bs[0], time.Second), ack) {
+		t.Errorf("ACK lost after the fault was lifted")
+	}
+}
+
+// With a seed, random loss drops the same packets (by position) in every run.
+func TestForwardLossSeed(t *testing.T) {
+	pattern := func(seed uint64) []bool {
+		h := newHarness(t, 1, LinkOptions{Loss: 0.3, Seed: seed})
+		const n = 200
+		got := make([]bool, n)
+		for i := range n {
+			h.a.Write(tcpPacket(false, 1000, uint16(i), tcpFlagACK, nil, nil))
+			if p := recv(t, h.bs[0], 20*time.Millisecond); p != nil {
+				pi, _ := parsePacket(p)
+				got[pi.dport] = true
+			}
+		}
+		return got
+	}
+	a, b, c := pattern(7), pattern(7), pattern(8)
+	if !slices.Equal(a, b) {
+		t.Error("the same seed lost different packets")
+	}
+	if slices.Equal(a, c) {
+		t.Error("different seeds lost the same packets")
+	}
+}
+
+// A drop function sees every packet and drops those it chooses, counted as lost.
+func TestForwardDropFunc(t *testing.T) {
+	h := newHarness(t, 1, LinkOptions{})
+	n := 0
+	h.atob.SetDropFunc(func([]byte) bool { n++; return n%2 == 0 })
+	for i := range 4 {
+		h.a.Write(tcpPacket(false, 1000, uint16(i), tcpFlagACK, nil, nil))
+	}
+	for _, want := range []uint16{0, 2} {
+		p := recv(t, h.bs[0], time.Second)
+		if pi, _ := parsePacket(p); p == nil || pi.dport != want {
+			t.Fatalf("got %v, want packet %d", p, want)
+		}
+	}
+	if recv(t, h.bs[0], 50*time.Millisecond) != nil {
+		t.Error("a packet the function dropped passed")
+	}
+	if st := h.atob.Stats(); st.Lost != 2 {
+		t.Errorf("Lost %d, want 2", st.Lost)
+	}
+	h.atob.SetDropFunc(nil)
+	h.a.Write(tcpPacket(false, 1000, 9, tcpFlagACK, nil, nil))
+	if recv(t, h.bs[0], time.Second) == nil {
+		t.Error("packet lost after the function was removed")
 	}
 }

@@ -145,6 +145,9 @@ func (k *Link) SetDropSYNData(on bool) { k.faults.dropSYNData.Store(on) }
 // SetStripTFO switches the "strip the TFO option" fault.
 func (k *Link) SetStripTFO(on bool) { k.faults.stripTFO.Store(on) }
 
+// SetDropNonSYN switches Faults.DropNonSYN.
+func (k *Link) SetDropNonSYN(on bool) { k.faults.dropNonSYN.Store(on) }
+
 // SetBlackhole switches the "drop everything" fault.
 func (k *Link) SetBlackhole(on bool) { k.faults.blackhole.Store(on) }
 
@@ -224,7 +227,7 @@ func buildPath(lab *Lab, opts PathOptions) (*Path, error) {
 	if err != nil {
 		return nil, err
 	}
-	link, err := lab.Connect(client, server, LinkOptions{Delay: opts.RTT / 2, Loss: opts.Loss, Rate: opts.Rate, Faults: opts.Faults})
+	link, err := lab.Connect(client, server, LinkOptions{Delay: opts.RTT / 2, Loss: opts.Loss, Rate: opts.Rate, Faults: opts.Faults, Seed: opts.Seed})
 	if err != nil {
 		return nil, err
 	}

@@ -260,7 +260,7 @@ func (l *Lab) ConnectECMP(a *Host, bs []*Host, opts LinkOptions) (*Link, error) 
 		files = append(files, fb)
 		fbs = append(fbs, fb)
 	}
-	k.fw, err = newForwarder(fa, fbs, opts.MTU, opts.QueueLen, &k.faults, &k.steer, &k.atob, &k.btoa)
+	k.fw, err = newForwarder(fa, fbs, opts.MTU, opts.QueueLen, opts.Seed, &k.faults, &k.steer, &k.atob, &k.btoa)
 	if err != nil {
 		closeAll()
 		return nil, err

@@ -64,6 +64,10 @@ type LinkOptions struct {
 	MTU      int           // TUN MTU, DefaultMTU when zero
 	QueueLen int           // packets per direction, DefaultQueueLen when zero
 	Faults   Faults        // faults active from the start
+	// Seed of the random loss and jitter (each reader derives its own stream from it); 0 means
+	// one from the clock. With a seed, the n-th packet of a direction meets the same fate in
+	// every run (which packet is n-th still depends on the TCP stacks' timing).
+	Seed uint64
 }
 
 func (o LinkOptions) withDefaults() LinkOptions {
@@ -101,6 +105,10 @@ type Faults struct {
 	DropSYNData bool // drop TCP SYNs (and SYN-ACKs) that carry payload, IPv4 and IPv6
 	StripTFO    bool // replace the TFO option (34) in SYN and SYN-ACK with NOPs, fixing the checksum
 	Blackhole   bool // drop every packet
+	// DropNonSYN drops every TCP segment without SYN (handshakes' final ACKs, data, FINs): a
+	// client behind it completes handshakes on its side only, so the server keeps each connection
+	// half-open (in SYN_RECV, holding a TFO queue slot when its SYN carried accepted data).
+	DropNonSYN bool
 }
 
 // faultSet holds Faults as atomics so forwarders read them per packet.
@@ -108,16 +116,18 @@ type faultSet struct {
 	dropSYNData atomic.Bool
 	stripTFO    atomic.Bool
 	blackhole   atomic.Bool
+	dropNonSYN  atomic.Bool
 }
 
 func (f *faultSet) set(v Faults) {
 	f.dropSYNData.Store(v.DropSYNData)
 	f.stripTFO.Store(v.StripTFO)
 	f.blackhole.Store(v.Blackhole)
+	f.dropNonSYN.Store(v.DropNonSYN)
 }
 
 func (f *faultSet) get() Faults {
-	return Faults{DropSYNData: f.dropSYNData.Load(), StripTFO: f.stripTFO.Load(), Blackhole: f.blackhole.Load()}
+	return Faults{DropSYNData: f.dropSYNData.Load(), StripTFO: f.stripTFO.Load(), Blackhole: f.blackhole.Load(), DropNonSYN: f.dropNonSYN.Load()}
 }
 
 // Direction is one direction of a link: its shaping parameters, changeable
@@ -128,11 +138,13 @@ type Direction struct {
 	loss    atomic.Uint64
 	rate    atomic.Int64 // bit/s
 	reorder atomic.Bool
+	dropFn  atomic.Pointer[func(pkt []byte) bool]
 
 	forwarded   atomic.Uint64
 	lost        atomic.Uint64
 	queueDrops  atomic.Uint64
 	synDataDrop atomic.Uint64
+	nonSYNDrop  atomic.Uint64
 	tfoStripped atomic.Uint64
 	blackholed  atomic.Uint64
 	malformed   atomic.Uint64
@@ -182,6 +194,19 @@ func (d *Direction) SetLoss(p float64) {
 // SetRate limits the direction to bitsPerSecond (0: unlimited).
 func (d *Direction) SetRate(bitsPerSecond int64) { d.rate.Store(max(bitsPerSecond, 0)) }
 
+// SetDropFunc installs fn, called for every packet of this direction (from its reader goroutine,
+// one call at a time) after the faults and before the random loss: a packet it returns true for is
+// dropped and counted as Lost. Tests use it for loss patterns they control, such as the same
+// pseudo-random draws for the n-th packet of the n-th connection of two implementations (common
+// random numbers). nil removes it.
+func (d *Direction) SetDropFunc(fn func(pkt []byte) bool) {
+	if fn == nil {
+		d.dropFn.Store(nil)
+		return
+	}
+	d.dropFn.Store(&fn)
+}
+
 // Delay returns the configured one-way delay.
 func (d *Direction) Delay() time.Duration { return time.Duration(d.delay.Load()) }
 
@@ -194,6 +219,7 @@ type DirectionStats struct {
 	Lost        uint64 // dropped by random loss
 	QueueDrops  uint64 // dropped because the queue was full or the packet exceeded the MTU
 	SYNDataDrop uint64 // dropped by Faults.DropSYNData
+	NonSYNDrop  uint64 // dropped by Faults.DropNonSYN
 	TFOStripped uint64 // forwarded with the TFO option removed
 	Blackholed  uint64 // dropped by Faults.Blackhole
 	Malformed   uint64 // not an IP packet (forwarded anyway unless blackholed)
@@ -213,6 +239,7 @@ func (d *Direction) Stats() DirectionStats {
 		Lost:        d.lost.Load(),
 		QueueDrops:  d.queueDrops.Load(),
 		SYNDataDrop: d.synDataDrop.Load(),
+		NonSYNDrop:  d.nonSYNDrop.Load(),
 		TFOStripped: d.tfoStripped.Load(),
 		Blackholed:  d.blackholed.Load(),
 		Malformed:   d.malformed.Load(),
@@ -230,6 +257,7 @@ type PathOptions struct {
 	Rate      int64         // client ↔ server rate limit in bit/s, each direction (0: unlimited)
 	OriginRTT time.Duration // server ↔ origin round-trip time (0: no added delay)
 	Faults    Faults        // initial faults of the client ↔ server link
+	Seed      uint64        // seed of the client ↔ server link's loss (LinkOptions.Seed)
 
 	// net.ipv4.tcp_fastopen of each host (HostOptions.TCPFastOpen semantics:
 	// zero means DefaultTCPFastOpen = 3, FastOpenOff disables).

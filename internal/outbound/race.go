@@ -41,10 +41,15 @@ type event struct {
 type target struct {
 	plan         pathstate.Plan
 	tfoA, plainA *attempt
-	running      int
-	late         time.Time // when the address counts as late
-	lateFired    bool
-	tfoErr       error
+	// tfo2A is a second TFO attempt raced with the plain one when the first one's SYN (which
+	// carried data) is still unanswered: a SYN lost at random costs about 1.25 RTT, not the 3 RTT
+	// of a plain connection, and its answer shows whether SYN data gets through now.
+	tfo2A     *attempt
+	running   int
+	late      time.Time // when the address counts as late
+	lateFired bool
+	resend    time.Time // when an unanswered SYN with data gets a second TFO attempt (zero: none)
+	tfoErr    error
 }
 
 // firstAttempt is the attempt the address's plan started with.
@@ -85,7 +90,7 @@ func (t *Trojan) handshakeRaced(ctx context.Context, timeout time.Duration) (*tl
 	if err != nil {
 		return t.finish(start, &attempt{err: err}, false)
 	}
-	r := &racer{t: t, ctx: ctx, timeout: timeout, addrs: addrs, events: make(chan event, 2*2*len(addrs))}
+	r := &racer{t: t, ctx: ctx, timeout: timeout, addrs: addrs, events: make(chan event, 2*3*len(addrs))}
 	r.startNext()
 	r.run()
 	for _, res := range r.settle() {
@@ -144,6 +149,18 @@ func (r *racer) racePlain(tg *target) {
 	}
 }
 
+// raceTFO2 starts a second TFO attempt on tg's address, only when the first one had a cookie (its
+// dial returned: the SYN carried data) and that SYN is still unanswered; a probe or a path in doubt
+// races plain only.
+func (r *racer) raceTFO2(tg *target) {
+	a := tg.tfoA
+	if r.decided || tg.tfo2A != nil || r.ctx.Err() != nil || tg.plan.Probe || tg.plan.RaceDial == pathstate.RaceAtOnce ||
+		a == nil || !a.seenDial || a.seenDone || !tfo.SYNUnanswered(a.fw.Conn) || !r.t.Paths.TryResend(tg.plan.Server) {
+		return
+	}
+	tg.tfo2A = r.launch(tg, true)
+}
+
 // launch starts an attempt on tg's address in its own goroutine, owned by the racer: settle waits
 // for the done event of every attempt launched.
 func (r *racer) launch(tg *target, viaTFO bool) *attempt {
@@ -170,12 +187,18 @@ func (r *racer) handle(ev event) *attempt {
 		a.seenDial = true
 		if !tg.lateFired && a == tg.firstAttempt() {
 			tg.late = a.dialEnd.Add(tg.plan.RaceHandshake)
+			if a == tg.tfoA && tg.plan.ResendSYN > 0 {
+				tg.resend = a.dialEnd.Add(tg.plan.ResendSYN)
+			}
 		}
 		return nil
 	}
 	a.seenDone = true
 	r.running--
 	tg.running--
+	if a == tg.tfo2A {
+		r.t.Paths.ResendDone(tg.plan.Server)
+	}
 	if a.err != nil {
 		r.lastFailed = a
 		if a == tg.tfoA {
@@ -189,24 +212,37 @@ func (r *racer) handle(ev event) *attempt {
 	return a
 }
 
-// nextLate is when the next running address becomes late; zero if none can.
+// nextLate is when the next running address becomes late or gets its second TFO attempt; zero if
+// none can.
 func (r *racer) nextLate() time.Time {
 	var next time.Time
 	for _, tg := range r.targets {
 		if !tg.lateFired && tg.running > 0 && (next.IsZero() || tg.late.Before(next)) {
 			next = tg.late
 		}
+		if tg.resendDue() && (next.IsZero() || tg.resend.Before(next)) {
+			next = tg.resend
+		}
 	}
 	return next
 }
 
-// handleLate races a plain attempt on every address that became late, and starts the next address.
+// resendDue reports whether tg waits for the time of a second TFO attempt.
+func (tg *target) resendDue() bool { return !tg.resend.IsZero() && tg.tfo2A == nil && tg.running > 0 }
+
+// handleLate races a plain attempt (and, after a lost SYN with data, a second TFO one) on every
+// address that became late, and starts the next address.
 func (r *racer) handleLate(now time.Time) {
 	for _, tg := range r.targets {
+		if tg.resendDue() && !now.Before(tg.resend) {
+			tg.resend = time.Time{}
+			r.raceTFO2(tg)
+		}
 		if !tg.lateFired && tg.running > 0 && !now.Before(tg.late) {
 			tg.lateFired = true
 			if tg.plan.TFO {
 				r.racePlain(tg)
+				r.raceTFO2(tg)
 			}
 			r.startNext()
 		}
@@ -240,7 +276,7 @@ func (r *racer) settle() []pathstate.Result {
 
 // result is what tg's address showed, for its path state.
 func (r *racer) result(tg *target) pathstate.Result {
-	res := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil}
+	res := pathstate.Result{Plan: tg.plan, Raced: tg.tfoA != nil && tg.plainA != nil, Resent: tg.tfo2A != nil}
 	if a := tg.tfoA; a != nil {
 		if a.seenDial {
 			res.Outcome = tfo.ClientOutcome(a.fw.Conn)
@@ -254,13 +290,16 @@ func (r *racer) result(tg *target) pathstate.Result {
 	switch {
 	case w != nil && w.target == tg && w == tg.tfoA:
 		res.Winner, res.RTT, res.Handshake = pathstate.WonTFO, w.rtt(), w.end.Sub(w.dialEnd)
+	case w != nil && w.target == tg && w == tg.tfo2A:
+		// The second SYN with data got through where the first did not: random loss.
+		res.Winner, res.RTT, res.Outcome, res.SYNUnanswered = pathstate.WonTFO, w.rtt(), tfo.ClientOutcome(w.fw.Conn), false
 	case w != nil && w.target == tg:
 		res.Winner, res.RTT = pathstate.WonPlain, w.rtt()
 		if tg.tfoErr != nil && r.ctx.Err() == nil {
 			res.TFOErr = tg.tfoErr
 		}
 	case w != nil:
-		res.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered()
+		res.Unreachable = !tg.tfoA.answered() && !tg.plainA.answered() && !tg.tfo2A.answered()
 	}
 	return res
 }
@@ -268,7 +307,7 @@ func (r *racer) result(tg *target) pathstate.Result {
 // eachLoser calls fn for every attempt launched but the winner.
 func (r *racer) eachLoser(fn func(*attempt)) {
 	for _, tg := range r.targets {
-		for _, a := range []*attempt{tg.tfoA, tg.plainA} {
+		for _, a := range []*attempt{tg.tfoA, tg.plainA, tg.tfo2A} {
 			if a != nil && a != r.winner {
 				fn(a)
 			}

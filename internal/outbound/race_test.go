@@ -154,12 +154,12 @@ func quietPaths(o pathstate.Options) *pathstate.Table {
 
 // A TFO attempt whose handshake stalls is raced by a plain connection after the racing delay; the
 // plain one wins, the stalled one is closed, and the server sheds it without logging above debug.
-// One stall makes the server suspect, a second disables TFO, and the next connection goes plain
-// without trying TFO at all.
+// One stall makes the server suspect, a second (with StallsToDisable 2) disables TFO, and the next
+// connection goes plain without trying TFO at all.
 func TestRacePlainWinsOverStall(t *testing.T) {
 	noLeaks(t)
 	s := startServer(t, "127.0.0.1:0")
-	paths := quietPaths(pathstate.Options{RaceDelay: 50 * time.Millisecond})
+	paths := quietPaths(pathstate.Options{RaceDelay: 50 * time.Millisecond, StallsToDisable: 2})
 	var calls atomic.Int32
 	tr, infos := s.trojan(paths, stallDial(&calls))
 	wantStates := []pathstate.State{pathstate.Suspect, pathstate.Disabled}

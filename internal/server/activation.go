@@ -38,10 +38,8 @@ func activatedListener(cfg *config.Config, log *slog.Logger) (ln net.Listener, o
 	}
 	log.Info("listening on the socket systemd handed over", "addr", tl.Addr().String(), "config_addr", cfg.LocalHostPort())
 	if cfg.TFOServerListen() {
-		qlen := cfg.TCP.FastOpenQLen
-		if qlen < 1 {
-			qlen = tfo.DefaultQueueLen
-		}
+		configured, exact := cfg.TFOQueue()
+		qlen := tfo.QueueLen(configured, exact, tfo.ListenBacklog())
 		if err := tfo.EnableListener(tl, qlen, log); err != nil {
 			log.Warn("TCP Fast Open is off on the socket systemd handed over; accepting without it", "err", err)
 		} else {

@@ -90,6 +90,9 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 		}
 		a.parts = append(a.parts, certsPart)
 	}
+	if cfg.TFOServerListen() {
+		a.parts = append(a.parts, queueWatchPart(cfg, ln, log, env.Metrics))
+	}
 	a.parts = append(a.parts, service.Serving("server", srv, ln))
 	log.Info("server listening", "addr", ln.Addr().String(), "fallback", cfg.RemoteHostPort(), "passwords", len(cfg.Password))
 	if _, isACME := certs.(*acme.Manager); !isACME && env.OnReady != nil {
@@ -165,8 +168,10 @@ func alpnFallbacks(cfg *config.Config) map[string]string {
 	return m
 }
 
-// listenFromConfig opens the server's listener: with TCP Fast Open (tcp.fast_open_qlen) when
-// fastrojan.tfo.server_listen (default tcp.fast_open) is on; MPTCP is off either way.
+// listenFromConfig opens the server's listener (or takes the one a previous process or systemd
+// hands over): with TCP Fast Open when fastrojan.tfo.server_listen (default tcp.fast_open) is on, its
+// queue sized by tfo.QueueLen (tcp.fast_open_qlen as a floor, or exactly with
+// fastrojan.tfo.exact_qlen); MPTCP is off either way.
 func listenFromConfig(cfg *config.Config, log *slog.Logger) (net.Listener, error) {
 	if ln, err := handoff.Listener(cfg.LocalHostPort()); ln != nil || err != nil { // an upgrade (SIGUSR2)
 		if err != nil {
@@ -181,17 +186,14 @@ func listenFromConfig(cfg *config.Config, log *slog.Logger) (net.Listener, error
 	if !cfg.TFOServerListen() {
 		return tcpopt.Listen(cfg.TCP, cfg.LocalHostPort())
 	}
-	tl, err := tfo.ListenConfig(tcpopt.ListenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), cfg.TCP.FastOpenQLen, log)
+	configured, exact := cfg.TFOQueue()
+	qlen := tfo.QueueLen(configured, exact, tfo.ListenBacklog())
+	tl, err := tfo.ListenConfig(tcpopt.ListenConfig(cfg.TCP)).Listen(context.Background(), "tcp", cfg.LocalHostPort(), qlen, log)
 	if err != nil {
 		return nil, err
 	}
-	ln := tcpopt.WrapListener(cfg.TCP, tl)
-	qlen := cfg.TCP.FastOpenQLen
-	if qlen < 1 {
-		qlen = tfo.DefaultQueueLen
-	}
-	log.Info("TCP Fast Open on the listener", "qlen", qlen)
-	return ln, nil
+	logQueue(tl, configured, exact, qlen, log)
+	return tcpopt.WrapListener(cfg.TCP, tl), nil
 }
 
 // dialFirstFromConfig is the server's dial to targets that get a first payload, which then rides in

@@ -90,6 +90,7 @@ func (s *Server) handle(c net.Conn) {
 	start := time.Now()
 	s.active.Add(1)
 	defer func() {
+		tfo.ResetIfHalfOpen(c) // a client that never completed the handshake: free its TFO queue slot now
 		_ = c.Close()
 		s.active.Add(-1)
 		s.perIP.release(c)
@@ -152,6 +153,7 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		err = held.done()
 	}
 	if err != nil {
+		tfo.ResetIfHalfOpen(c) // before tc.Close closes c: see handle
 		s.tlsFailures.Add(1)
 		if held.refused(err) {
 			s.relayTLSSite(c, held.seen, l)

@@ -67,3 +67,18 @@ func TestUnsupportedHere(t *testing.T) {
 		t.Errorf("%d warnings, want 2:\n%s", n, logs.String())
 	}
 }
+
+// Listener queues are read on Linux only; elsewhere the stub says so, and nothing is reset.
+func TestListenerQueueUnsupported(t *testing.T) {
+	ln, err := Listen(context.Background(), "tcp", "127.0.0.1:0", 8, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := ListenerQueue(ln); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("ListenerQueue: %v, want ErrUnsupported", err)
+	}
+	if ResetIfHalfOpen(nil) {
+		t.Error("ResetIfHalfOpen did something")
+	}
+}

@@ -119,7 +119,7 @@ func TestHostileDropSYNData(t *testing.T) {
 	if st.Transitions[pathstate.Disabled] < 2 || st.Transitions[pathstate.Probing] < 1 {
 		t.Errorf("transitions %v; want at least one probe that failed and disabled TFO again", st.Transitions)
 	}
-	if !strings.Contains(clientLogs.String(), `msg="tfo path state" server=`+r.serverAddr()+` from=working to=disabled reason="the SYN with data got no answer`) {
+	if !strings.Contains(clientLogs.String(), `msg="tfo path state" server=`+r.serverAddr()+` from=suspect to=disabled reason="the SYN with data got no answer`) {
 		t.Errorf("no log line for the detection; client log:\n%s", clientLogs.String())
 	}
 

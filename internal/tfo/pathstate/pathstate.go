@@ -6,7 +6,9 @@
 // A Table holds one state per server address:
 //
 //   - working: connections use TFO, raced by a plain connection if the TLS handshake is late;
-//   - suspect: one TFO handshake stalled without proof of why; TFO is still tried (raced);
+//   - suspect: a path that has not carried SYN data yet showed some evidence against TFO (a SYN
+//     with data went unanswered, or a TFO handshake stalled), not yet more than random loss
+//     explains; TFO is still tried, and raced at once;
 //   - disabled: the path dropped or refused SYN data; connections go plain until a time that backs
 //     off exponentially (bounded, with jitter) on each failed probe;
 //   - probing: the time is up; one connection at a time tries TFO again, the others go plain. A
@@ -14,8 +16,20 @@
 //
 // The caller asks Plan before each connection and tells Report what happened (the kernel's TFO
 // outcome, whether a plain connection was raced and which won). "Data not accepted" alone does not
-// disable TFO (the data is sent again at once, costing no round trip): it is counted. State lives in
-// memory only; Snapshot shows it, with the reason of the last change, for metrics and logs.
+// disable TFO (the data is sent again at once, costing no round trip): it is counted.
+//
+// Verdicts need evidence, not one sample (DESIGN.md 3.12): at 2% random loss a TFO client loses a
+// SYN (or its SYN-ACK) every 25 connections or so, and the race already bounds what that costs. A
+// path is declared to drop SYN data when the TFO attempt's SYN went unanswered while a plain SYN to
+// the same server got through DropsToDisable times in a row before any SYN data ever got through
+// (a firewall that drops SYN data drops every one, so a blackhole is caught on the first
+// connections), or DropsToDisableKnown times in a row on a path where SYN data has got through
+// before (random loss at 2% does that about once in ten million windows). Attempts that overlapped
+// in time count as one sample (a burst of loss hits concurrent connections together). Stalled
+// handshakes (SYN answered, plain finished first) need StallsToDisable in a row. Below a verdict, a
+// path that has carried SYN data stays working. A probe after a verdict needs one sample. State
+// lives in memory only; Snapshot shows it, with the reason of the last change, for metrics and
+// logs.
 package pathstate
 
 import (
@@ -64,6 +78,20 @@ const (
 	DefaultMinMargin    = 25 * time.Millisecond
 	DefaultProbeTimeout = 30 * time.Second
 	DefaultNoCookie     = 3
+
+	// LossMemory is how long after a lost TFO SYN a path gets second TFO attempts (Plan.ResendSYN).
+	LossMemory = 10 * time.Minute
+	// MaxResends bounds the second TFO attempts in flight per server, so that a host too busy to
+	// answer in time is not sent more.
+	MaxResends = 4
+
+	// RaceAtOnce is the racing delay of a TFO attempt on a path in doubt: the plain connection
+	// starts alongside at once.
+	RaceAtOnce = time.Millisecond
+
+	DefaultDropsToDisable      = 2 // before any SYN data got through: the first connections catch a blackhole
+	DefaultDropsToDisableKnown = 5 // after SYN data got through: (2×2% loss)⁵ ≈ 10⁻⁷ per window
+	DefaultStallsToDisable     = 6
 )
 
 // Options tune a Table. Zero values mean the defaults.
@@ -75,6 +103,12 @@ type Options struct {
 	MinMargin    time.Duration // least slack added to an expected handshake time; default 25ms
 	ProbeTimeout time.Duration // a probe that reports nothing for this long frees the probe slot; default 30s
 	NoCookie     int           // cookie requests in a row after which the state says no cookie comes; default 3
+
+	// Unanswered TFO SYNs in a row (while a plain SYN got through, or the kernel retried the SYN
+	// without data) that disable TFO: DropsToDisable while no SYN data ever got through to the
+	// server (default 2), DropsToDisableKnown once some did (default 5). StallsToDisable: TFO
+	// handshakes in a row whose SYN was answered but that a raced plain connection beat (default 6).
+	DropsToDisable, DropsToDisableKnown, StallsToDisable int
 
 	Now    func() time.Time // clock; nil means time.Now
 	Rand   func() float64   // uniform in [0, 1); nil means math/rand/v2
@@ -102,6 +136,14 @@ type server struct {
 	accepted time.Duration // smoothed dial-to-handshake time of TFO connections whose data was accepted
 	last     tfo.Outcome   // last outcome the kernel reported for a TFO attempt
 	noCookie int           // cookie requests in a row
+
+	dataThrough bool      // some SYN with data to this server was answered (since the last verdict)
+	drops       int       // TFO SYNs unanswered in a row while plain ones got through
+	lastDrop    time.Time // when the last drop counted in drops was reported
+	lastStall   time.Time // when the last stall counted in stalls was reported
+	lossSeen    time.Time // when a TFO SYN last went unanswered (or needed a second attempt)
+	resending   int       // second TFO attempts in flight (TryResend)
+	stalls      int       // TFO handshakes in a row beaten by a raced plain connection, SYN answered
 
 	unreachable time.Time // until then the address goes last when a name has several (Order)
 
@@ -131,6 +173,14 @@ func New(opts Options) *Table {
 	if opts.NoCookie <= 0 {
 		opts.NoCookie = DefaultNoCookie
 	}
+	for _, d := range []struct {
+		p *int
+		v int
+	}{{&opts.DropsToDisable, DefaultDropsToDisable}, {&opts.DropsToDisableKnown, DefaultDropsToDisableKnown}, {&opts.StallsToDisable, DefaultStallsToDisable}} {
+		if *d.p <= 0 {
+			*d.p = d.v
+		}
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -146,6 +196,8 @@ func New(opts Options) *Table {
 // Plan is what one connection to a server does.
 type Plan struct {
 	Server string
+	// Start is when the plan was made (the attempt's start).
+	Start time.Time
 	// TFO: dial with TCP Fast Open. False: dial plainly and do not race.
 	TFO bool
 	// Probe: this is the one connection that tries TFO again after it was disabled.
@@ -154,6 +206,13 @@ type Plan struct {
 	// not completed RaceHandshake after the dial returned. A late TFO attempt gets a plain connection
 	// raced alongside; a late attempt on one of several addresses also starts the next address.
 	RaceDial, RaceHandshake time.Duration
+	// ResendSYN: a TFO attempt with a cookie whose SYN (carrying data) is still unanswered this
+	// long after its dial returned gets a second TFO attempt alongside: a SYN lost at random then
+	// costs about RTT/4 more than one round trip instead of the racing delay plus a plain
+	// connection's extra round trip. Only on a path that lost a TFO SYN within LossMemory (a busy
+	// host answering late gets no extra connections). Zero: none (no RTT known yet, no recent
+	// loss, or the path is in doubt).
+	ResendSYN time.Duration
 }
 
 // Plan returns what the next connection to addr does, and marks a probe as in flight when it is one.
@@ -162,7 +221,7 @@ func (t *Table) Plan(addr string) Plan {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	s := t.get(addr, now)
-	p := Plan{Server: addr}
+	p := Plan{Server: addr, Start: now}
 	p.RaceDial, p.RaceHandshake = t.delays(s, false)
 	switch s.state {
 	case Disabled:
@@ -180,6 +239,10 @@ func (t *Table) Plan(addr string) Plan {
 	}
 	p.TFO = true
 	p.RaceDial, p.RaceHandshake = t.delays(s, true)
+	if s.srtt > 0 && p.RaceHandshake != RaceAtOnce && s.last != tfo.DataNotAccepted &&
+		!s.lossSeen.IsZero() && now.Sub(s.lossSeen) < LossMemory {
+		p.ResendSYN = min(s.srtt+max(s.srtt/4, t.opts.MinMargin/2), p.RaceHandshake)
+	}
 	return p
 }
 
@@ -187,7 +250,15 @@ func (t *Table) Plan(addr string) Plan {
 // MinMargin). The dial is expected to take one RTT (without a cookie it waits for the SYN-ACK; with
 // one it returns at once); the handshake one RTT after it, two when the server last did not accept
 // the SYN data (the data is sent again after the SYN-ACK) and TFO is used.
+//
+// A TFO attempt whose path is in doubt (a probe after a verdict, or a path that has lost a TFO SYN
+// and never carried SYN data) gets its plain connection at once: on a path that drops SYN data the
+// plain one wins at about 3 RTT instead of 1.5 RTT later, and where SYN data gets through TFO still
+// wins (2 RTT) and the plain one is dropped before its handshake ends.
 func (t *Table) delays(s *server, viaTFO bool) (dial, handshake time.Duration) {
+	if viaTFO && (s.state == Probing || s.drops > 0 && !s.dataThrough) {
+		return RaceAtOnce, RaceAtOnce
+	}
 	if s.srtt <= 0 {
 		return t.opts.RaceDelay, t.opts.RaceDelay
 	}
@@ -220,6 +291,9 @@ type Result struct {
 	Winner Winner
 	// SYNUnanswered: when the plain connection won, the TFO attempt's SYN (with data) had still had
 	// no answer.
+	// Resent: the TFO attempt's SYN went unanswered long enough that a second TFO attempt was made
+	// (Plan.ResendSYN).
+	Resent        bool
 	SYNUnanswered bool
 	// TFOErr: the TFO attempt failed by itself (not abandoned for the winner).
 	TFOErr error
@@ -271,6 +345,9 @@ func (t *Table) Report(r Result) {
 	if int(r.Outcome) < len(s.outcomes) {
 		s.outcomes[r.Outcome]++
 	}
+	if r.Resent || r.SYNUnanswered || r.Outcome == tfo.SYNDataDropped {
+		s.lossSeen = now
+	}
 	if r.Outcome != tfo.NotAttempted {
 		s.last = r.Outcome
 	}
@@ -289,21 +366,36 @@ func (t *Table) Report(r Result) {
 
 	switch {
 	case r.Outcome == tfo.SYNDataDropped:
-		t.disable(addr, s, "the kernel saw the SYN with data go unanswered and retried without data (SYN data dropped on the path)", now)
+		t.dropped(addr, s, r, "the kernel saw the SYN with data go unanswered and retried without data", now)
 	case r.Winner == WonPlain && r.SYNUnanswered:
-		t.disable(addr, s, "the SYN with data got no answer while a plain SYN to the same server did (SYN data dropped on the path)", now)
+		t.dropped(addr, s, r, "the SYN with data got no answer while a plain SYN to the same server did", now)
 	case r.Winner == WonPlain && r.TFOErr != nil:
 		t.disable(addr, s, "the TFO connection failed ("+r.TFOErr.Error()+") while a plain one succeeded", now)
+	case r.Winner == WonPlain && r.Outcome == tfo.DataNotAccepted:
+		// The server answered the SYN but refused its data (full TFO queue, unknown cookie): a
+		// server-side condition that costs the round trip the race already bounds, not a path fault.
+		s.drops = 0
+		s.dataThrough = true
 	case r.Winner == WonPlain:
-		// The SYN was answered but the handshake stalled: a middlebox, or a slow server.
-		if s.state == Working {
+		// The SYN was answered but the handshake stalled: a middlebox, random loss, or a slow server.
+		s.drops = 0
+		if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastStall) && s.state != Probing {
+			break // it ran alongside the last counted stall: one sample (see dropped)
+		}
+		s.stalls++
+		s.lastStall = now
+		switch {
+		case s.state == Probing:
+			t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
+		case s.stalls >= t.opts.StallsToDisable:
+			t.disable(addr, s, "TFO handshakes stalled "+strconv.Itoa(s.stalls)+" times in a row while plain connections finished first", now)
+		case s.state == Working && !s.dataThrough:
 			t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
-		} else if s.state != Disabled {
-			t.disable(addr, s, "TFO handshakes stalled twice in a row while plain connections finished first", now)
 		}
 	case r.Winner == WonTFO && (r.Outcome == tfo.Accepted || r.Outcome == tfo.DataNotAccepted):
 		// The SYN with data was answered: the path lets it through.
 		s.backoff = 0
+		s.drops, s.stalls, s.dataThrough = 0, 0, true
 		reason := "the server acknowledged the data in the SYN"
 		if r.Outcome == tfo.DataNotAccepted {
 			reason = "the SYN with data was answered (the server did not accept the data; counted, not disabling)"
@@ -311,9 +403,64 @@ func (t *Table) Report(r Result) {
 		if s.state != Working {
 			t.set(addr, s, Working, reason, now)
 		}
-	case r.Winner == WonTFO && r.Outcome == tfo.CookieRequested && s.noCookie == t.opts.NoCookie && s.state == Working:
-		t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
-			" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
+	case r.Winner == WonTFO && r.Outcome == tfo.CookieRequested:
+		// A SYN without data got through: it says nothing about SYNs with data, so a streak of
+		// unanswered ones goes on.
+		s.stalls = 0
+		if s.noCookie == t.opts.NoCookie && s.state == Working {
+			t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
+				" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
+		}
+	}
+}
+
+// dropped takes one TFO SYN that went unanswered while the path carried other SYNs: one sample is
+// what random loss looks like, so it disables TFO only as the last of a streak (or on a probe,
+// after an earlier verdict).
+func (t *Table) dropped(addr string, s *server, r Result, what string, now time.Time) {
+	s.stalls = 0
+	if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastDrop) && s.state != Probing {
+		// The attempt ran alongside the last counted one: a burst of loss (or an overloaded host)
+		// that hits many concurrent connections at once is one sample, not many.
+		return
+	}
+	s.drops++
+	s.lastDrop = now
+	need := t.opts.DropsToDisableKnown
+	if !s.dataThrough {
+		need = t.opts.DropsToDisable
+	}
+	switch {
+	case s.state == Probing:
+		t.disable(addr, s, what+" (SYN data dropped on the path; the probe confirms the earlier verdict)", now)
+	case s.drops >= need:
+		t.disable(addr, s, what+", "+strconv.Itoa(s.drops)+" times in a row (SYN data dropped on the path, not random loss)", now)
+	case s.state == Working && !s.dataThrough:
+		t.set(addr, s, Suspect, what+" (once: random loss or a firewall; TFO stays on, raced)", now)
+	}
+	// On a path that has carried SYN data, a lost SYN short of a streak is random loss: counted
+	// (Outcomes, races), the state stays working.
+}
+
+// TryResend reserves one of the MaxResends second-TFO-attempt slots of addr; the caller releases
+// it with ResendDone when that attempt ended.
+func (t *Table) TryResend(addr string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.get(addr, t.opts.Now())
+	if s.resending >= MaxResends {
+		return false
+	}
+	s.resending++
+	return true
+}
+
+// ResendDone releases a slot TryResend reserved.
+func (t *Table) ResendDone(addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.servers[addr]; s != nil && s.resending > 0 {
+		s.resending--
 	}
 }
 
@@ -331,6 +478,7 @@ func (t *Table) disable(addr string, s *server, reason string, now time.Time) {
 	s.until = now.Add(d)
 	s.backoff = min(2*s.backoff, t.opts.MaxBackoff)
 	s.probe = time.Time{}
+	s.drops, s.stalls, s.dataThrough = 0, 0, false
 	t.set(addr, s, Disabled, reason, now)
 }
 
