@@ -9,10 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/fastrojan/fastrojan/internal/bench"
 	"github.com/fastrojan/fastrojan/internal/config"
@@ -126,10 +123,10 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *warmup == 0 {
 		opts.Warmup = -1 // bench.Options: negative means none
 	}
-	prog := newProgress(stderr)
-	opts.Progress = prog.update
+	prog := bench.NewProgress(stderr)
+	opts.Progress = prog.Update
 	rep, err := bench.Run(ctx, opts)
-	prog.finish()
+	prog.Finish()
 	if rep == nil {
 		fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 		return exitFail
@@ -249,50 +246,4 @@ func parseLoss(s string) (float64, error) {
 		return 0, fmt.Errorf("%q is outside 0..100%%", s)
 	}
 	return v, nil
-}
-
-// progress draws a bar on a terminal and prints a line every 10% otherwise, on stderr.
-type progress struct {
-	w        io.Writer
-	terminal bool
-	mu       sync.Mutex
-	start    time.Time
-	lastPct  int
-	drawn    bool
-}
-
-func newProgress(w io.Writer) *progress {
-	p := &progress{w: w, start: time.Now(), lastPct: -1}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.terminal = true
-	}
-	return p
-}
-
-func (p *progress) update(done, total int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	pct := 100 * done / max(total, 1)
-	if p.terminal {
-		const width = 40
-		fill := width * done / max(total, 1)
-		fmt.Fprintf(p.w, "\r[%s%s] %d/%d connections %3d%% %s ", strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-			done, total, pct, time.Since(p.start).Round(time.Second))
-		p.drawn = true
-		return
-	}
-	if pct/10 != p.lastPct/10 || done == total {
-		if pct/10 != p.lastPct/10 {
-			fmt.Fprintf(p.w, "bench: %d/%d connections (%d%%), %s\n", done, total, pct, time.Since(p.start).Round(time.Second))
-		}
-		p.lastPct = pct
-	}
-}
-
-func (p *progress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
 }

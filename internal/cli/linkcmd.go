@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/statedir"
 )
 
 // linkCommand is `fastrojan link`: the zero-config server's trojan:// link (from its state
@@ -18,7 +19,7 @@ import (
 func linkCommand(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("link", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir(), "state directory of `fastrojan server`")
+	stateDir := fs.String("state-dir", statedir.Default(), "state directory of `fastrojan server`")
 	noQR := fs.Bool("no-qr", false, "print the link only")
 	cfgPath := fs.String("c", "", "a server's `config.json`: the link for its first password")
 	host := fs.String("host", "", "with -c: the name clients connect to (default: the first of fastrojan.acme.domains)")

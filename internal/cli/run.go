@@ -15,6 +15,7 @@ import (
 	"github.com/fastrojan/fastrojan/internal/metrics"
 	"github.com/fastrojan/fastrojan/internal/server"
 	"github.com/fastrojan/fastrojan/internal/service"
+	"github.com/fastrojan/fastrojan/internal/statedir"
 )
 
 // runCommand is `fastrojan run -c FILE` and trojan-gfw's `fastrojan -c FILE` / `-t -c FILE`.
@@ -60,7 +61,7 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, onRead
 	var svc interface{ Parts() []service.Part }
 	if cfg.RunType == config.RunServer {
 		var a *server.Assembly
-		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m, StateDir: defaultStateDir(), OnReady: onReady}); err == nil {
+		if a, err = server.FromConfig(cfg, server.Env{Log: log, Metrics: m, StateDir: statedir.Default(), OnReady: onReady}); err == nil {
 			svc = a
 			var drain context.CancelFunc
 			ctx, drain = context.WithCancel(ctx)

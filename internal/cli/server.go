@@ -2,13 +2,9 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/fastrojan/fastrojan/internal/config"
-	"github.com/fastrojan/fastrojan/internal/tlsconf"
+	"github.com/fastrojan/fastrojan/internal/statedir"
 	"github.com/fastrojan/fastrojan/internal/website"
 )
 
@@ -29,7 +25,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listenAddr := fs.String("listen", ":443", "address to listen on")
-	stateDir := fs.String("state-dir", defaultStateDir(), "where the password and certificates are kept")
+	stateDir := fs.String("state-dir", statedir.Default(), "where the password and certificates are kept")
 	host := fs.String("host", "", "DNS name clients use to reach this server; its certificate comes from --acme-ca (default: this host's first public address, self-signed)")
 	fallback := fs.String("fallback", "", "HOST:PORT of the web server probers are handed to (default: a built-in site)")
 	selfSigned := fs.Bool("self-signed", false, "use a self-signed certificate instead of ACME (the link then carries allowInsecure=1)")
@@ -50,7 +46,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	log := newLogger(stderr, level, "text")
 	if *host == "" {
-		*host = guessPublicHost()
+		*host = statedir.GuessPublicHost()
 	}
 	useACME := !*selfSigned && net.ParseIP(*host) == nil
 	if useACME {
@@ -65,12 +61,12 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case !useACME:
 		log.Info("self-signed certificate: the host is an IP address and ACME CAs issue for DNS names; give --host NAME for a trusted certificate", "host", *host)
 	}
-	st, err := loadOrCreateState(*stateDir, *host, !useACME)
+	st, err := statedir.LoadOrCreate(*stateDir, *host, !useACME)
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan server: %v\n", err)
 		return exitFail
 	}
-	if st.created {
+	if st.Created {
 		log.Info("created password", "state_dir", *stateDir)
 	}
 
@@ -81,13 +77,13 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	cfg := config.Default("server")
 	cfg.LocalAddr, cfg.LocalPort = listenHost, listenPort
-	cfg.Password = []string{st.password}
+	cfg.Password = []string{st.Password}
 	cfg.TCP.FastOpen = true // TLS in the SYN is replay-safe (DESIGN.md 3.9); the sysctl decides whether it works
 	if useACME {
 		cfg.Fastrojan.ACME = config.ACME{Domains: []string{*host}, Email: *acmeEmail, CA: *acmeCA, CARoot: *acmeRoot,
 			Storage: filepath.Join(*stateDir, "acme"), HTTPListen: *httpListen, Challenges: splitList(*challenges)}
 	} else {
-		cfg.SSL.Cert, cfg.SSL.Key = st.certFile, st.keyFile
+		cfg.SSL.Cert, cfg.SSL.Key = st.CertFile, st.KeyFile
 	}
 
 	if *fallback == "" {
@@ -108,7 +104,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 
-	link := config.TrojanLink{Password: st.password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: !useACME, Name: "fastrojan"}
+	link := config.TrojanLink{Password: st.Password, Host: *host, Port: listenPort, SNI: *host, AllowInsecure: !useACME, Name: "fastrojan"}
 	if useACME {
 		log.Info("the link is printed once the certificate is issued", "host", *host, "ca", *acmeCA)
 	}
@@ -142,104 +138,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-type serverState struct {
-	certFile, keyFile, password string
-	created                     bool
-}
-
-// loadOrCreateState returns the state in dir, creating what is missing: a random password and, with
-// selfSigned, a self-signed certificate for host, readable by the owner only.
-func loadOrCreateState(dir, host string, selfSigned bool) (serverState, error) {
-	st := serverState{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	pwFile := filepath.Join(dir, "password")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return st, fmt.Errorf("state directory: %w", err)
-	}
-	pw, err := os.ReadFile(pwFile)
-	switch {
-	case err == nil:
-		st.password = string(trimNewline(pw))
-	case errors.Is(err, fs.ErrNotExist):
-		b := make([]byte, 16)
-		_, _ = rand.Read(b)
-		st.password = hex.EncodeToString(b)
-		if err := os.WriteFile(pwFile, []byte(st.password+"\n"), 0o600); err != nil {
-			return st, fmt.Errorf("write password: %w", err)
-		}
-		st.created = true
-	default:
-		return st, fmt.Errorf("read password: %w", err)
-	}
-	if st.password == "" {
-		return st, fmt.Errorf("%s is empty: delete it to generate a new password", pwFile)
-	}
-	if _, err := os.Stat(st.certFile); selfSigned && errors.Is(err, fs.ErrNotExist) {
-		hosts := []string{host, "localhost", "127.0.0.1", "::1"}
-		certPEM, keyPEM, err := tlsconf.GenerateSelfSigned(hosts)
-		if err != nil {
-			return st, fmt.Errorf("generate certificate: %w", err)
-		}
-		if err := os.WriteFile(st.keyFile, keyPEM, 0o600); err != nil {
-			return st, fmt.Errorf("write key: %w", err)
-		}
-		if err := os.WriteFile(st.certFile, certPEM, 0o644); err != nil {
-			return st, fmt.Errorf("write certificate: %w", err)
-		}
-		st.created = true
-	}
-	return st, nil
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// defaultStateDir follows systemd's StateDirectory, then root's /var/lib, then XDG.
-func defaultStateDir() string {
-	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
-		return d
-	}
-	if os.Geteuid() == 0 {
-		return "/var/lib/fastrojan"
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "fastrojan")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "fastrojan")
-	}
-	return "fastrojan-state"
-}
-
-// guessPublicHost returns this host's first global unicast address, preferring a public one, so the
-// printed link works from elsewhere; the host name if there is none.
-func guessPublicHost() string {
-	addrs, _ := net.InterfaceAddrs()
-	var private string
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || !ipn.IP.IsGlobalUnicast() || ipn.IP.To4() == nil {
-			continue
-		}
-		if !ipn.IP.IsPrivate() {
-			return ipn.IP.String()
-		}
-		if private == "" {
-			private = ipn.IP.String()
-		}
-	}
-	if private != "" {
-		return private
-	}
-	if h, err := os.Hostname(); err == nil {
-		return h
-	}
-	return "localhost"
 }
 
 func splitHostPort(s string) (string, int, error) {
