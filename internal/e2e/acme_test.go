@@ -26,24 +26,6 @@ const acmeName = "proxy.fastrojan.test"
 
 var linkRE = regexp.MustCompile(`trojan://\S+`)
 
-// waitOutput waits until re matches p's output, or p exits, or 60 s pass.
-func waitOutput(t *testing.T, p *proc, re *regexp.Regexp) string {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := re.FindString(p.Output()); m != "" {
-			return m
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("process exited before printing %s: %v\n%s", re, p.err, p.Output())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no %s after 60 s:\n%s", re, p.Output())
-	return ""
-}
-
 // verifiedCert completes a handshake trusting only the CA's root, with the name checked, and returns
 // the server's certificate.
 func verifiedCert(t *testing.T, addr string, roots *x509.CertPool) *x509.Certificate {

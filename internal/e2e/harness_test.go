@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -306,4 +307,22 @@ func trojanGFW(t testing.TB) string {
 		t.Skip("interop test needs trojan-gfw on PATH (Debian: apt-get install trojan)")
 	}
 	return p
+}
+
+// waitOutput waits until re matches p's output, or p exits, or 60 s pass.
+func waitOutput(t *testing.T, p *proc, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindString(p.Output()); m != "" {
+			return m
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("process exited before printing %s: %v\n%s", re, p.err, p.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %s after 60 s:\n%s", re, p.Output())
+	return ""
 }
