@@ -136,6 +136,7 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		PlainHTTPResponse: plain,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
+		SpareTimeout:      time.Duration(ext.SpareTimeout),
 		IdleTimeout:       time.Duration(ext.IdleTimeout),
 		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
@@ -164,18 +165,20 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 		return nil, nil, err
 	}
 	ext := cfg.Fastrojan
+	out := &outbound.Trojan{
+		Server:           cfg.RemoteHostPort(),
+		TLS:              tlsCfg,
+		Hash:             trojan.HashPassword(cfg.Password[0]),
+		HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
+		Dial:             clientDial(cfg, log),
+		Observe:          telemetryOf(tel).clientObserver(cfg, log),
+		Paths:            telemetryOf(tel).clientPaths(cfg, log),
+		DialPlain:        plainDial(cfg.TCP),
+		PreferIPv4:       cfg.TCP.PreferIPv4,
+	}
 	cl, err := client.New(client.Options{
-		Outbound: &outbound.Trojan{
-			Server:           cfg.RemoteHostPort(),
-			TLS:              tlsCfg,
-			Hash:             trojan.HashPassword(cfg.Password[0]),
-			HandshakeTimeout: time.Duration(ext.HandshakeTimeout),
-			Dial:             clientDial(cfg, log),
-			Observe:          telemetryOf(tel).clientObserver(cfg, log),
-			Paths:            telemetryOf(tel).clientPaths(cfg, log),
-			DialPlain:        plainDial(cfg.TCP),
-			PreferIPv4:       cfg.TCP.PreferIPv4,
-		},
+		Outbound:         out,
+		Pool:             telemetryOf(tel).clientPool(cfg, out, log),
 		OnTunnelClosed:   telemetryOf(tel).clientTunnelClosed(),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),
 		IdleTimeout:      time.Duration(ext.IdleTimeout),

@@ -7,7 +7,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/fastrojan/fastrojan/internal/connset"
 	"github.com/fastrojan/fastrojan/internal/inbound"
 	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/relay"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
@@ -26,6 +26,9 @@ import (
 // Options configure a Client.
 type Options struct {
 	Outbound *outbound.Trojan // required
+	// Pool, if set, holds spare connections to the server for new TCP streams (package pool);
+	// Shutdown and Close close it.
+	Pool *pool.Pool
 	// FirstPayloadWait bounds how long the client waits, after answering the application, for its
 	// first bytes to send together with the Trojan header. Default 100ms.
 	FirstPayloadWait time.Duration
@@ -157,7 +160,8 @@ func (c *Client) untrack(conn net.Conn) {
 // open tunnels until ctx is done, then closes them.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.set.BeginShutdown()
-	c.cancel()       // dials in flight belong to connections just closed as not yet relaying
+	c.cancel() // dials in flight belong to connections just closed as not yet relaying
+	_ = c.opts.Pool.Close()
 	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
 	if err := c.set.Wait(ctx); err != nil {
 		return fmt.Errorf("client shutdown: %w", err)
@@ -169,13 +173,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) Close() error {
 	c.set.CloseAll()
 	c.cancel()
+	_ = c.opts.Pool.Close()
 	c.udp.closeAll()
 	return nil
 }
 
 type dialResult struct {
-	conn *tls.Conn
-	err  error
+	conn   net.Conn
+	pooled bool // a spare from the pool
+	err    error
 }
 
 func (c *Client) handle(app net.Conn) {
@@ -224,8 +230,8 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 	// reading its first bytes: the TLS handshake is the long pole.
 	dialCh := make(chan dialResult, 1)
 	go func() {
-		conn, err := c.opts.Outbound.Handshake(c.ctx)
-		dialCh <- dialResult{conn, err}
+		conn, pooled, err := c.upstream(c.ctx)
+		dialCh <- dialResult{conn, pooled, err}
 	}()
 
 	if answer != nil {
@@ -249,20 +255,21 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 		log.Warn("connect via trojan server failed", "err", res.err)
 		return res.err
 	}
-	up := res.conn
-	defer up.Close()
 	// Count the tunnel as open before the request leaves: once the server may act on it, Shutdown
 	// lets it finish rather than cutting it.
 	if !c.markRelaying(app) {
+		_ = res.conn.Close()
 		return nil // Shutdown began while this tunnel was being set up
 	}
-	if err := c.opts.Outbound.Request(up, trojan.CmdConnect, dest, payload); err != nil {
+	up, err := c.request(res.conn, res.pooled, dest, payload)
+	if err != nil {
 		c.failed.Add(1)
 		log.Warn("trojan request failed", "err", err)
 		return err
 	}
+	defer up.Close()
 	_ = app.SetDeadline(time.Time{})
-	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
+	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload), "pooled", res.pooled)
 	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
 	// wait for the application without holding a buffer.
 	var appSide net.Conn = app

@@ -120,6 +120,8 @@ type Ext struct {
 	TFO              TFO      `json:"tfo"`                // TCP Fast Open per leg; default: tcp.fast_open (tfo.go)
 	MetricsListen    string   `json:"metrics_listen"`     // Prometheus /metrics on this host:port; empty: off
 	Users            Users    `json:"users"`              // server: user database, quotas, accounting (users.go)
+	Pool             Pool     `json:"pool"`               // client: spare connections to the server (pool.go)
+	SpareTimeout     Duration `json:"spare_timeout"`      // server: how long a connection may stay silent after TLS (pool.go)
 }
 
 // DefaultExt returns the defaults of the "fastrojan" object.
@@ -134,6 +136,8 @@ func DefaultExt() Ext {
 		LogFormat:        DefaultLogFormat,
 		Farm:             DefaultFarm(),
 		Users:            DefaultUsers(),
+		Pool:             DefaultPool(),
+		SpareTimeout:     Duration(DefaultSpareTimeout),
 	}
 }
 

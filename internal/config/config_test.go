@@ -118,6 +118,10 @@ var keyCases = []keyCase{
 	{"fastrojan.users.flush", `30`, func(c *Config) any { return c.Fastrojan.Users.Flush }, Duration(30 * time.Second), `"often"`, "a duration"},
 	{"fastrojan.users.journal", `"/var/lib/fastrojan/journal"`, func(c *Config) any { return c.Fastrojan.Users.Journal }, "/var/lib/fastrojan/journal", `[]`, "a string"},
 	{"fastrojan.users.per_user_metrics", `true`, func(c *Config) any { return c.Fastrojan.Users.PerUserMetrics }, true, `"yes"`, "a boolean"},
+	{"fastrojan.pool.spares", `0`, func(c *Config) any { return c.Fastrojan.Pool.Spares }, 0, `"4"`, "an integer"},
+	{"fastrojan.pool.linger", `"20s"`, func(c *Config) any { return c.Fastrojan.Pool.Linger }, Duration(20 * time.Second), `true`, "a duration"},
+	{"fastrojan.pool.max_age", `2`, func(c *Config) any { return c.Fastrojan.Pool.MaxAge }, Duration(2 * time.Second), `[]`, "a duration"},
+	{"fastrojan.spare_timeout", `"30s"`, func(c *Config) any { return c.Fastrojan.SpareTimeout }, Duration(30 * time.Second), `{}`, "a duration"},
 }
 
 // TestEveryKnownKeyIsCovered fails when a key is added to the structs without a row in keyCases.
@@ -279,6 +283,10 @@ func TestDefaults(t *testing.T) {
 		{"fastrojan.first_payload_wait", c.Fastrojan.FirstPayloadWait.Std(), 100 * time.Millisecond},
 		{"fastrojan.shutdown_timeout", c.Fastrojan.ShutdownTimeout.Std(), 10 * time.Second},
 		{"fastrojan.log_format", c.Fastrojan.LogFormat, "text"},
+		{"fastrojan.pool.spares", c.Fastrojan.Pool.Spares, 8},
+		{"fastrojan.pool.linger", c.Fastrojan.Pool.Linger.Std(), 10 * time.Second},
+		{"fastrojan.pool.max_age", c.Fastrojan.Pool.MaxAge.Std(), 3 * time.Second},
+		{"fastrojan.spare_timeout", c.Fastrojan.SpareTimeout.Std(), 60 * time.Second},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -479,6 +487,9 @@ func TestValidate(t *testing.T) {
 		{"mysql key without cert", server, func(c *Config) { c.MySQL.Enabled = true; c.MySQL.Key = key }, "$.mysql.cert: mysql.key and mysql.cert go together"},
 		{"zero duration", server, func(c *Config) { c.Fastrojan.IdleTimeout = 0 }, "$.fastrojan.idle_timeout: must be a positive duration"},
 		{"long first payload wait", client, func(c *Config) { c.Fastrojan.FirstPayloadWait = Duration(time.Minute) }, "$.fastrojan.first_payload_wait: 1m0s is too long"},
+		{"negative spares", client, func(c *Config) { c.Fastrojan.Pool.Spares = -1 }, "$.fastrojan.pool.spares: must be 0 (no spare connections) to 64, got -1"},
+		{"tiny spare max age", client, func(c *Config) { c.Fastrojan.Pool.MaxAge = Duration(time.Millisecond) }, "$.fastrojan.pool.max_age: must be between"},
+		{"zero spare timeout", server, func(c *Config) { c.Fastrojan.SpareTimeout = 0 }, "$.fastrojan.spare_timeout: must be a positive duration"},
 		{"max conns", server, func(c *Config) { c.Fastrojan.MaxConns = -1 }, "$.fastrojan.max_conns: must not be negative"},
 		{"log format", server, func(c *Config) { c.Fastrojan.LogFormat = "xml" }, `$.fastrojan.log_format: must be "text" or "json", got "xml"`},
 	}

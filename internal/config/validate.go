@@ -103,6 +103,7 @@ func (v *validator) config(c *Config) {
 		v.mysql(&c.MySQL, server)
 	}
 	v.ext(&c.Fastrojan)
+	v.pool(&c.Fastrojan)
 	v.farm(&c.Fastrojan.Farm, server)
 	v.tfo(c)
 	v.users(c)

@@ -26,6 +26,7 @@ const (
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultMaxConns         = 4096
+	DefaultSpareTimeout     = 60 * time.Second
 )
 
 // Options configure a Server. TLSConfig and Users are required.
@@ -44,7 +45,11 @@ type Options struct {
 	PlainHTTPResponse []byte
 
 	HandshakeTimeout time.Duration // accept to TLS handshake done; default 10s
-	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
+	RequestTimeout   time.Duration // first byte after TLS to a complete request header; default 10s
+	// SpareTimeout is how long a connection may stay silent after TLS before its first byte (a
+	// client's spare connection, kept ready for its next stream); then it goes to the fallback with
+	// nothing to replay. Default DefaultSpareTimeout, nginx's client_header_timeout.
+	SpareTimeout time.Duration
 	IdleTimeout      time.Duration // a relay with no traffic either way for this long ends; default 5m
 	DialTimeout      time.Duration // connecting to a target or the fallback; default 10s
 	// UDPTimeout ends a UDP association with no datagram either way for this long (trojan-gfw's
@@ -96,6 +101,9 @@ type Server struct {
 
 	ctx    context.Context // canceled by a forced close: aborts dials in progress
 	cancel context.CancelFunc
+	// draining is canceled when the shutdown begins: connections still silent after TLS end then.
+	draining context.Context
+	drain    context.CancelFunc
 	slots  chan struct{} // one token per connection being handled (MaxConns)
 	// set holds the listeners and the accepted connections still being handled; every connection
 	// is busy from the start (it has its own handshake and request deadlines).
@@ -123,7 +131,7 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("server: fallback %q: %w", opts.Fallback, err)
 		}
 	}
-	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout} {
+	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout, &opts.SpareTimeout} {
 		if *d < 0 {
 			return nil, fmt.Errorf("server: negative timeout %v", *d)
 		}
@@ -132,6 +140,7 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&opts.DialTimeout, DefaultDialTimeout)
+	setDefault(&opts.SpareTimeout, DefaultSpareTimeout)
 	if opts.UDPTimeout < 0 {
 		return nil, fmt.Errorf("server: negative UDPTimeout %v", opts.UDPTimeout)
 	}
@@ -154,11 +163,14 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.PlainHTTPResponse = append([]byte(nil), opts.PlainHTTPResponse...)
 	ctx, cancel := context.WithCancel(context.Background())
+	draining, drain := context.WithCancel(ctx)
 	return &Server{
-		opts:   opts,
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
+		opts:     opts,
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		draining: draining,
+		drain:    drain,
 		slots:  make(chan struct{}, opts.MaxConns),
 		set:    connset.New(),
 	}, nil
@@ -260,6 +272,7 @@ func temporary(err error) bool {
 // it again, or after Close, is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.set.BeginShutdown()
+	s.drain()
 	stop := context.AfterFunc(ctx, s.cancel) // past the bound, dials in progress are aborted too
 	defer stop()
 	err := s.set.Wait(ctx)
