@@ -50,8 +50,8 @@ type Options struct {
 	// client's spare connection, kept ready for its next stream); then it goes to the fallback with
 	// nothing to replay. Default DefaultSpareTimeout, nginx's client_header_timeout.
 	SpareTimeout time.Duration
-	IdleTimeout      time.Duration // a relay with no traffic either way for this long ends; default 5m
-	DialTimeout      time.Duration // connecting to a target or the fallback; default 10s
+	IdleTimeout  time.Duration // a relay with no traffic either way for this long ends; default 5m
+	DialTimeout  time.Duration // connecting to a target or the fallback; default 10s
 	// UDPTimeout ends a UDP association with no datagram either way for this long (trojan-gfw's
 	// udp_timeout); default DefaultUDPTimeout.
 	UDPTimeout time.Duration
@@ -104,7 +104,7 @@ type Server struct {
 	// draining is canceled when the shutdown begins: connections still silent after TLS end then.
 	draining context.Context
 	drain    context.CancelFunc
-	slots  chan struct{} // one token per connection being handled (MaxConns)
+	slots    chan struct{} // one token per connection being handled (MaxConns)
 	// set holds the listeners and the accepted connections still being handled; every connection
 	// is busy from the start (it has its own handshake and request deadlines).
 	set *connset.Set
@@ -171,8 +171,8 @@ func New(opts Options) (*Server, error) {
 		cancel:   cancel,
 		draining: draining,
 		drain:    drain,
-		slots:  make(chan struct{}, opts.MaxConns),
-		set:    connset.New(),
+		slots:    make(chan struct{}, opts.MaxConns),
+		set:      connset.New(),
 	}, nil
 }
 
