@@ -9,6 +9,7 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,13 +108,55 @@ func (r *warmRig) fetch(ctx context.Context) (time.Duration, error) {
 	return first.Sub(start), nil
 }
 
+// fetchPipelined is fetch for an application that sends its SOCKS5 greeting, CONNECT and HTTP
+// request in one write (SOCKS5 "optimistic data"), so that the time measured is the proxy's path and
+// not the application's own loopback exchanges with the SOCKS5 port: from the write on the connection
+// to the SOCKS5 port to the first byte of the HTTP response.
+func (r *warmRig) fetchPipelined() (time.Duration, error) {
+	origin, err := netip.ParseAddrPort(strings.TrimSuffix(strings.TrimPrefix(r.url, "http://"), "/"))
+	if err != nil {
+		return 0, err
+	}
+	msg := []byte{5, 1, 0, 5, 1, 0, 1}
+	msg = append(msg, origin.Addr().AsSlice()...)
+	msg = append(msg, byte(origin.Port()>>8), byte(origin.Port()))
+	msg = append(msg, "GET / HTTP/1.1\r\nHost: "+origin.String()+"\r\nConnection: close\r\n\r\n"...)
+	c, err := hostDialer{r.p.Client}.Dial("tcp", "127.0.0.1:1080")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now() // after the connect: entering the lab host's namespace to dial is the test's cost
+	if _, err := c.Write(msg); err != nil {
+		return 0, err
+	}
+	replies := make([]byte, 2+10+1)
+	if _, err := io.ReadFull(c, replies); err != nil {
+		return 0, fmt.Errorf("socks5 replies and first byte: %w", err)
+	}
+	ttfb := time.Since(start)
+	if replies[1] != 0 || replies[3] != 0 {
+		return 0, fmt.Errorf("socks5 replies %x", replies[:12])
+	}
+	rest, err := io.ReadAll(c)
+	if err != nil {
+		return 0, err
+	}
+	resp := string(replies[12:]) + string(rest)
+	if !strings.HasPrefix(resp, "HTTP/1.1 200 OK") || !strings.HasSuffix(resp, "origin page\n") {
+		return 0, fmt.Errorf("origin answered %q", resp)
+	}
+	return ttfb, nil
+}
+
 // sequential runs warm-up fetches, then n fetches each started gap after the previous one ended,
 // and returns their times to first byte.
 func (r *warmRig) sequential(t *testing.T, warmup, n int, gap time.Duration) []time.Duration {
 	t.Helper()
 	var out []time.Duration
 	for i := range warmup + n {
-		d, err := r.fetch(context.Background())
+		d, err := r.fetchPipelined()
 		if err != nil {
 			t.Fatalf("fetch %d: %v", i, err)
 		}
@@ -165,7 +208,7 @@ func TestWarmPathPool(t *testing.T) {
 			ttfb := r.sequential(t, 0, n, 20*time.Millisecond)
 			rode := r.pooled(t) - before
 			med, p99 := quantiles(ttfb, tc.rtt)
-			t.Logf("RTT %v, pool on: TTFB median %.3f RTT, p99 %.3f RTT; %v of %d streams rode a spare", tc.rtt, med, p99, rode, n)
+			t.Logf("RTT %v, pool on: TTFB median %.3f RTT, p99 %.3f RTT, min %.3f RTT; %v of %d streams rode a spare", tc.rtt, med, p99, float64(slices.Min(ttfb))/float64(tc.rtt), rode, n)
 			if med > tc.max {
 				t.Errorf("median TTFB %.3f RTT, want ≤ %.2f", med, tc.max)
 			}
