@@ -19,6 +19,7 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/doctor"
 	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
@@ -55,6 +56,10 @@ type Options struct {
 	Concurrency     int           // connections in flight at once; default 1
 	RequestsPerConn int           // HTTP requests per connection (keep-alive); default 1
 	Timeout         time.Duration // bound of one connection; default 10s
+
+	// Warm adds a third mode, ModeWarm: streams on spare connections from a pool, as the client
+	// sends them by default (README "Warm path").
+	Warm bool
 
 	// Progress, if set, is called after each measured connection with the count done and the
 	// total. Calls come from one goroutine at a time.
@@ -149,9 +154,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r := &runner{opts: opts, tgt: tgt}
+	modes := []string{ModeTFO, ModePlain}
+	if opts.Warm {
+		modes = append(modes, ModeWarm)
+		r.warm = r.newWarmPool()
+		defer r.warm.Close()
+	}
 	// Warm-up: TFO first, so the cookie is cached before anything is measured.
 	for i := 0; i < opts.Warmup; i++ {
-		for _, m := range []string{ModeTFO, ModePlain} {
+		for _, m := range modes {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -174,11 +185,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		defer close(results)
 		defer wg.Wait()
 		defer close(jobs)
-		for i := 0; i < 2*opts.N; i++ {
-			m := ModeTFO
-			if i%2 == 1 {
-				m = ModePlain
-			}
+		for i := 0; i < len(modes)*opts.N; i++ {
+			m := modes[i%len(modes)]
 			select {
 			case jobs <- job{mode: m, seq: i}:
 			case <-ctx.Done():
@@ -191,10 +199,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for s := range results {
 		samples = append(samples, s)
 		if opts.Progress != nil {
-			opts.Progress(len(samples), 2*opts.N)
+			opts.Progress(len(samples), len(modes)*opts.N)
 		}
 	}
 	rep := newReport(opts, samples, time.Since(start))
+	rep.Pool = warmStats(r.warm)
 	return rep, ctx.Err()
 }
 
@@ -206,6 +215,7 @@ type job struct {
 type runner struct {
 	opts Options
 	tgt  target
+	warm *pool.Pool // ModeWarm's spares; nil without Options.Warm
 }
 
 // one makes one connection through the server in mode and measures it.
@@ -234,8 +244,18 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 	}
 	start := time.Now()
 	n := r.opts.RequestsPerConn
-	conn, err := ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
-	if raw != nil {
+	var conn net.Conn
+	var err error
+	if mode == ModeWarm {
+		conn, err = r.warmConn(ctx, &s, r.tgt.request(n == 1))
+	} else {
+		var tc *tls.Conn
+		tc, err = ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
+		if tc != nil {
+			conn = tc
+		}
+	}
+	if raw != nil && mode != ModeWarm {
 		defer raw.Close()
 		_ = r.opts.Do(func() error { s.Outcome = tfo.ClientOutcome(raw).String(); return nil })
 		s.RTT, _ = doctor.KernelRTT(raw)

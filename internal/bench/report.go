@@ -68,7 +68,9 @@ type Report struct {
 	// RequestsPerSecond is HTTP responses received per second of the whole run, both modes.
 	RequestsPerSecond float64     `json:"requests_per_second"`
 	Lab               *LabInfo    `json:"lab,omitempty"`
-	Modes             []ModeStats `json:"modes"` // tfo, then plain
+	Modes             []ModeStats `json:"modes"` // tfo, then plain, then warm with Options.Warm
+	// Pool counts how warm-mode streams got their connection (nil without Options.Warm).
+	Pool *PoolStats `json:"pool,omitempty"`
 	// Saving is plain's median TTFB minus TFO's; SavingRTTs is that in RTTs; SavingP90 compares p90s.
 	Saving     time.Duration `json:"saving_median_ns"`
 	SavingRTTs float64       `json:"saving_median_rtts"`
@@ -105,7 +107,11 @@ func newReport(o Options, samples []Sample, d time.Duration) *Report {
 		}
 	}
 	r.RTT = distOf(rtts).Median
-	for _, m := range []string{ModeTFO, ModePlain} {
+	modes := []string{ModeTFO, ModePlain}
+	if o.Warm {
+		modes = append(modes, ModeWarm)
+	}
+	for _, m := range modes {
 		ms := ModeStats{Mode: m, Outcomes: map[string]int{}}
 		var ttfb, total []time.Duration
 		for _, s := range samples {
@@ -162,10 +168,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "%d connections per mode, interleaved TFO/plain after %d warm-up each; concurrency %d; %d request(s) per connection; %s\n",
-		r.N, r.Warmup, r.Concurrency, r.RequestsPerConn, r.Duration.Round(time.Millisecond))
+	order := "TFO/plain"
+	if r.Pool != nil {
+		order = "TFO/plain/warm"
+	}
+	fmt.Fprintf(&b, "%d connections per mode, interleaved %s after %d warm-up each; concurrency %d; %d request(s) per connection; %s\n",
+		r.N, order, r.Warmup, r.Concurrency, r.RequestsPerConn, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "RTT (kernel tcpi_rtt, median): %s ms; %.1f requests/s over the run\n\n", ms(r.RTT), r.RequestsPerSecond)
-	b.WriteString("time to first byte, new connection each time:\n")
+	if r.Pool != nil {
+		b.WriteString("time to first byte, new stream each time (tfo, plain: a new connection; warm: a spare from the pool):\n")
+	} else {
+		b.WriteString("time to first byte, new connection each time:\n")
+	}
 	keepAlive := r.RequestsPerConn > 1
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\tok\tmin ms\tmedian ms\tp90 ms\tp99 ms\tmax ms\tmedian RTTs\t"
@@ -186,7 +200,22 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\nTFO outcomes (connection to the server):\n")
 	for _, m := range r.Modes {
+		if m.Mode == ModeWarm {
+			continue
+		}
 		fmt.Fprintf(&b, "  %-5s %s\n", m.Mode, outcomeSummary(m.Outcomes))
+	}
+	if w := r.Mode(ModeWarm); w != nil && r.Pool != nil {
+		fmt.Fprintf(&b, "\nwarm streams: %d rode a spare, %d opened their own connection (pool, warm-up included: %d hits, %d joined an opening spare, %d misses; %d spares opened, %d retired unused)\n",
+			w.Outcomes[OutcomeSpare], w.Outcomes[OutcomeOwn], r.Pool.Hits, r.Pool.Joined, r.Pool.Misses, r.Pool.Opened, r.Pool.Retired)
+		if t := r.Mode(ModeTFO); t != nil && t.Successes > 0 && w.Successes > 0 {
+			d := t.TTFB.Median - w.TTFB.Median
+			fmt.Fprintf(&b, "saving of the warm path over cold TFO: median %s ms", ms(d))
+			if r.RTT > 0 {
+				fmt.Fprintf(&b, " = %.2f RTT", float64(d)/float64(r.RTT))
+			}
+			b.WriteString("\n")
+		}
 	}
 	if r.Saving >= 0 {
 		fmt.Fprintf(&b, "\nsaving with TFO: median %s ms = %.2f RTT, p90 %s ms\n", ms(r.Saving), r.SavingRTTs, ms(r.SavingP90))

@@ -24,7 +24,7 @@ import (
 // without, interleaved, against a real server (-c or --server) or in an emulated WAN (--lab RTT).
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const usage = "usage: fastrojan bench (-c client.json | --server 'trojan://...' | --lab 50ms [--lab-fault drop-syn-data])\n" +
-		"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--json] [--plot FILE.png|.svg]"
+		"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--warm] [--json] [--plot FILE.png|.svg]"
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -41,6 +41,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	timeout := fs.Duration("timeout", 10*time.Second, "time limit of one connection")
 	labRTT := fs.Duration("lab", 0, "run self-contained in an emulated WAN with this `RTT` (needs root)")
 	labFault := fs.String("lab-fault", "", "with --lab: "+bench.FaultDropSYNData+" or "+bench.FaultStripTFO)
+	warm := fs.Bool("warm", false, "also measure the warm path: new streams on spare connections from the client's pool")
 	asJSON := fs.Bool("json", false, "print the report (with every sample) as JSON")
 	plotFile := fs.String("plot", "", "write the TTFB distribution of both modes to `FILE` (.png or .svg)")
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +129,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	opts.N, opts.Warmup, opts.Concurrency, opts.RequestsPerConn, opts.Timeout = *n, *warmup, *conc, *perConn, *timeout
+	opts.Warm = *warm
 	if *warmup == 0 {
 		opts.Warmup = -1 // bench.Options: negative means none
 	}
