@@ -229,10 +229,14 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 	// Start the Trojan connection at once, in parallel with answering the application and
 	// reading its first bytes: the TLS handshake is the long pole.
 	dialCh := make(chan dialResult, 1)
-	go func() {
-		conn, pooled, err := c.upstream(c.ctx)
-		dialCh <- dialResult{conn, pooled, err}
-	}()
+	if spare := c.opts.Pool.TryGet(); spare != nil {
+		dialCh <- dialResult{spare, true, nil} // a ready spare: no handshake to wait for
+	} else {
+		go func() {
+			conn, pooled, err := c.upstream(c.ctx)
+			dialCh <- dialResult{conn, pooled, err}
+		}()
+	}
 
 	if answer != nil {
 		if err := answer(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,6 +237,61 @@ func TestWarmPathSparesOff(t *testing.T) {
 			}
 			if got := r.pooled(t); got != -1 {
 				t.Errorf("pool metrics present with spares 0 (%v pooled streams)", got)
+			}
+		})
+	}
+}
+
+// A page load on a client that was idle: the page itself (no spare: the pool never fills an idle
+// client), then 30 subresource connections within 300 ms. Every stream must succeed; the hit rate
+// and the times are logged for the README (the pool's defaults were chosen from them).
+func TestWarmPathBurst(t *testing.T) {
+	for _, rtt := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond} {
+		t.Run(rtt.String(), func(t *testing.T) {
+			// Linger 1s instead of 10s only to keep the test short: an idle client comes sooner.
+			r := newWarmRig(t, rtt, map[string]any{"pool": map[string]any{"linger": "1s"}}, nil)
+			if _, err := r.fetchPipelined(); err != nil { // TFO cookies; then the pool empties
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond) // past linger: an idle client holds no spare
+			m := scrapeIn(t, r.p.Client, r.clientMet)
+			if ready := metric(m, "fastrojan_pool_spares_ready"); ready != 0 {
+				t.Fatalf("%v spares held by an idle client", ready)
+			}
+			hits := func() float64 {
+				return metric(scrapeIn(t, r.p.Client, r.clientMet), `fastrojan_pool_streams_total{result="hit"}`)
+			}
+			if _, err := r.fetchPipelined(); err != nil {
+				t.Fatal(err)
+			}
+			before, hitsBefore := r.pooled(t), hits()
+			const n = 30
+			ttfb := make([]time.Duration, n)
+			errs := make(chan error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d, err := r.fetchPipelined()
+					ttfb[i] = d
+					errs <- err
+				}()
+				time.Sleep(10 * time.Millisecond)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			rode, hit := r.pooled(t)-before, hits()-hitsBefore
+			med, p99 := quantiles(ttfb, rtt)
+			t.Logf("RTT %v, burst of %d in 300 ms after the page: %v rode a spare (%v ready, %v still opening): hit rate %.0f%% (ready %.0f%%); TTFB median %.2f RTT, p99 %.2f RTT",
+				rtt, n, rode, hit, rode-hit, 100*rode/n, 100*hit/n, med, p99)
+			if rode < 1 {
+				t.Errorf("no stream of the burst rode a spare")
 			}
 		})
 	}

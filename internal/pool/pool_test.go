@@ -184,7 +184,7 @@ func TestMaxAgeRetiresAndReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, "two retirements", func() bool { return p.Stats().Retired >= 2 })
+	waitFor(t, "two retirements and their replacements", func() bool { st := p.Stats(); return st.Retired >= 2 && st.Opened >= 3 })
 	st := p.Stats()
 	if st.Opened < 3 || st.PeerClosed != 0 {
 		t.Fatalf("stats %+v: want spares replaced as they age, none closed by the server", st)
