@@ -9,13 +9,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fastrojan/fastrojan/internal/config"
+	"github.com/fastrojan/fastrojan/internal/mux"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/pool"
 )
 
 // clientPool builds the client's pool of spare connections from fastrojan.pool (nil when spares is
-// 0) and exports its counters.
+// 0, or with mux, whose sessions carry the streams) and exports its counters.
 func (t *telemetry) clientPool(cfg *config.Config, out *outbound.Trojan, log *slog.Logger) *pool.Pool {
+	if cfg.Mux.Enabled {
+		return nil
+	}
 	pc := cfg.Fastrojan.Pool
 	p := pool.New(func(ctx context.Context) (net.Conn, error) {
 		conn, err := out.Handshake(ctx)
@@ -65,6 +69,55 @@ func (t *telemetry) registerPool(p *pool.Pool) {
 			func() float64 { return float64(p.Stats().Ready) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fastrojan_pool_learned_limit_seconds", Help: "Shortest age at which the server closed a silent spare (0: none seen); spares are retired at 60% of it."},
 			func() float64 { return p.Stats().LearnedLimit.Seconds() }),
+	} {
+		_ = t.metrics.Register(c)
+	}
+}
+
+// clientMux builds the client's trojan-go mux from the top-level "mux" object (nil unless enabled).
+// Its sessions are long-lived, so they open ordinary connections: no pool of spares with mux.
+func (t *telemetry) clientMux(cfg *config.Config, out *outbound.Trojan, log *slog.Logger) *mux.Client {
+	if !cfg.Mux.Enabled {
+		return nil
+	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		conn, err := out.Handshake(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return conn, nil
+	}
+	mc := mux.NewClient(dial, out.Hash, mux.ClientOptions{
+		Concurrency: cfg.Mux.Concurrency,
+		IdleTimeout: time.Duration(cfg.Mux.IdleTimeout) * time.Second,
+		Logger:      log,
+	})
+	log.Info("trojan-go mux on: TCP streams share connections", "concurrency", cfg.Mux.Concurrency, "idle_timeout_s", cfg.Mux.IdleTimeout)
+	if t.metrics != nil {
+		for _, c := range []prometheus.Collector{
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_sessions_total", Help: "trojan-go mux sessions (connections carrying streams) opened, by role.", ConstLabels: prometheus.Labels{"role": "client"}},
+				func() float64 { return float64(mc.Stats().Sessions) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_streams_total", Help: "Streams carried over trojan-go mux sessions, by role.", ConstLabels: prometheus.Labels{"role": "client"}},
+				func() float64 { return float64(mc.Stats().Streams) }),
+		} {
+			_ = t.metrics.Register(c)
+		}
+	}
+	return mc
+}
+
+// registerServerMux exports the server's mux counters.
+func (t *telemetry) registerServerMux(read func() (sessions, streams, bad int64)) {
+	if t.metrics == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_sessions_total", Help: "trojan-go mux sessions (connections carrying streams) opened, by role.", ConstLabels: prometheus.Labels{"role": "server"}},
+			func() float64 { s, _, _ := read(); return float64(s) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_streams_total", Help: "Streams carried over trojan-go mux sessions, by role.", ConstLabels: prometheus.Labels{"role": "server"}},
+			func() float64 { _, s, _ := read(); return float64(s) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_streams_rejected_total", Help: "Server: mux streams closed for a bad SimpleSocks header or over the per-session limit."},
+			func() float64 { _, _, b := read(); return float64(b) }),
 	} {
 		_ = t.metrics.Register(c)
 	}

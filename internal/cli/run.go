@@ -149,6 +149,10 @@ func buildServer(cfg *config.Config, log *slog.Logger, store users.Store, tel ..
 		return nil, nil, nil, err
 	}
 	telemetryOf(tel).registerServer(srv)
+	telemetryOf(tel).registerServerMux(func() (int64, int64, int64) {
+		st := srv.Stats()
+		return st.MuxSessions, st.MuxStreams, st.MuxBadStreams
+	})
 	telemetryOf(tel).registerServerUDP(srv)
 	ln, err := serverListen(cfg, log)
 	if err != nil {
@@ -179,6 +183,7 @@ func buildClient(cfg *config.Config, log *slog.Logger, tel ...*telemetry) (*clie
 	cl, err := client.New(client.Options{
 		Outbound:         out,
 		Pool:             telemetryOf(tel).clientPool(cfg, out, log),
+		Mux:              telemetryOf(tel).clientMux(cfg, out, log),
 		OnTunnelClosed:   telemetryOf(tel).clientTunnelClosed(),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),
 		IdleTimeout:      time.Duration(ext.IdleTimeout),

@@ -87,7 +87,9 @@ func (t *telemetry) serverOnConn() func(server.ConnInfo) {
 	return func(ci server.ConnInfo) {
 		m.Conn(metrics.RoleServer, ci.Outcome)
 		m.Bytes(metrics.RoleServer, ci.Up, ci.Down)
-		m.TFO(metrics.LegServerAccept, ci.TFOAccept)
+		if !ci.MuxStream { // a mux stream has no TCP connection of its own
+			m.TFO(metrics.LegServerAccept, ci.TFOAccept)
+		}
 		if ci.Dialed {
 			m.TFO(metrics.LegServerDial, ci.TFODial)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/connset"
 	"github.com/fastrojan/fastrojan/internal/inbound"
+	"github.com/fastrojan/fastrojan/internal/mux"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/relay"
@@ -29,6 +30,9 @@ type Options struct {
 	// Pool, if set, holds spare connections to the server for new TCP streams (package pool);
 	// Shutdown and Close close it.
 	Pool *pool.Pool
+	// Mux, if set, carries every TCP stream as a stream of a trojan-go mux session (package mux)
+	// instead of a connection of its own; Shutdown and Close close it.
+	Mux *mux.Client
 	// FirstPayloadWait bounds how long the client waits, after answering the application, for its
 	// first bytes to send together with the Trojan header. Default 100ms.
 	FirstPayloadWait time.Duration
@@ -162,6 +166,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	c.set.BeginShutdown()
 	c.cancel() // dials in flight belong to connections just closed as not yet relaying
 	_ = c.opts.Pool.Close()
+	_ = c.opts.Mux.Close()
 	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
 	if err := c.set.Wait(ctx); err != nil {
 		return fmt.Errorf("client shutdown: %w", err)
@@ -174,6 +179,7 @@ func (c *Client) Close() error {
 	c.set.CloseAll()
 	c.cancel()
 	_ = c.opts.Pool.Close()
+	_ = c.opts.Mux.Close()
 	c.udp.closeAll()
 	return nil
 }
@@ -226,6 +232,9 @@ const socks5Version = 0x05
 // when set, is sent first, in place of waiting for the application's first bytes. It returns an
 // error, already counted and logged, only when the tunnel could not be opened.
 func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head []byte, answer func() error, start time.Time, log *slog.Logger) error {
+	if c.opts.Mux != nil {
+		return c.tunnelMux(app, br, dest, head, answer, start, log)
+	}
 	// Start the Trojan connection at once, in parallel with answering the application and
 	// reading its first bytes: the TLS handshake is the long pole.
 	dialCh := make(chan dialResult, 1)
@@ -272,19 +281,8 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 		return err
 	}
 	defer up.Close()
-	_ = app.SetDeadline(time.Time{})
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload), "pooled", res.pooled)
-	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
-	// wait for the application without holding a buffer.
-	var appSide net.Conn = app
-	if br.Buffered() > 0 {
-		appSide = &bufferedConn{Conn: app, r: br}
-	}
-	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
-	if c.opts.OnTunnelClosed != nil {
-		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
-	}
-	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	c.relayTunnel(app, br, up, payload, start, log)
 	return nil
 }
 
@@ -344,4 +342,20 @@ func (b *bufferedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// relayTunnel relays between app and up, whose request (with payload) went out, until both are done.
+func (c *Client) relayTunnel(app net.Conn, br *bufio.Reader, up net.Conn, payload []byte, start time.Time, log *slog.Logger) {
+	_ = app.SetDeadline(time.Time{})
+	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
+	// wait for the application without holding a buffer.
+	var appSide net.Conn = app
+	if br.Buffered() > 0 {
+		appSide = &bufferedConn{Conn: app, r: br}
+	}
+	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
+	if c.opts.OnTunnelClosed != nil {
+		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
+	}
+	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 }

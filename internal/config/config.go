@@ -55,6 +55,7 @@ type Config struct {
 	TCP        TCP      `json:"tcp"`
 	MySQL      MySQL    `json:"mysql"`
 	Fastrojan  Ext      `json:"fastrojan"` // our additions
+	Mux        Mux      `json:"mux"`       // trojan-go's multiplexing, same keys as trojan-go (mux.go)
 
 	// Path is the file the config was loaded from ("" if parsed from bytes).
 	Path string `json:"-"`
@@ -172,6 +173,7 @@ func Default(runType string) *Config {
 			Username:   "trojan",
 		},
 		Fastrojan: DefaultExt(),
+		Mux:       DefaultMux(),
 	}
 }
 

@@ -104,6 +104,7 @@ func (v *validator) config(c *Config) {
 	}
 	v.ext(&c.Fastrojan)
 	v.pool(&c.Fastrojan)
+	v.mux(&c.Mux)
 	v.farm(&c.Fastrojan.Farm, server)
 	v.tfo(c)
 	v.users(c)

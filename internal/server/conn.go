@@ -172,8 +172,12 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 			l.sess = sess
 			l.user, l.dest = v.user.Name, v.req.Dest.String()
 			s.authenticated.Add(1)
-			if v.req.Cmd == trojan.CmdUDPAssociate {
+			switch v.req.Cmd {
+			case trojan.CmdUDPAssociate:
 				s.udpAssociate(tc, buf[v.hdrLen:n], rb, l)
+				return
+			case trojan.CmdMux:
+				s.serveMux(tc, buf[v.hdrLen:n], rb, l)
 				return
 			}
 			s.connect(tc, v.req, buf[v.hdrLen:n], rb, l)

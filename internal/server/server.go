@@ -65,6 +65,9 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// OnConn, if set, is called once per finished connection (from its handler goroutine), for metrics.
 	OnConn func(ConnInfo)
+	// MaxMuxStreams bounds the streams open at once in one trojan-go mux session; default
+	// mux.DefaultMaxStreams.
+	MaxMuxStreams int
 	// DialFirst, if set, connects to targets for which the client sent a first payload, which is
 	// written right after: a TCP Fast Open dialer (tfo.Dialer) puts it in the SYN. Targets without a
 	// first payload use Dial, since a TFO connect would wait for a first write that never comes.
@@ -79,6 +82,9 @@ type Stats struct {
 	Fallbacks     int64 // connections relayed to the fallback
 	PlainHTTP     int64 // non-TLS connections answered with PlainHTTPResponse
 	TLSFailures   int64 // TLS handshakes that failed or timed out
+	MuxSessions   int64 // trojan-go mux sessions started
+	MuxStreams    int64 // streams of mux sessions handled (SimpleSocks header read)
+	MuxBadStreams int64 // streams closed for a bad SimpleSocks header or over MaxMuxStreams
 	UDP           UDPStats
 }
 
@@ -110,6 +116,7 @@ type Server struct {
 	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
+	muxSessions, muxStreams, muxBadStreams                             atomic.Int64
 	udp                                                                udpStats
 }
 
@@ -191,6 +198,9 @@ func (s *Server) Stats() Stats {
 		Fallbacks:     s.fallbacks.Load(),
 		PlainHTTP:     s.plainHTTP.Load(),
 		TLSFailures:   s.tlsFailures.Load(),
+		MuxSessions:   s.muxSessions.Load(),
+		MuxStreams:    s.muxStreams.Load(),
+		MuxBadStreams: s.muxBadStreams.Load(),
 		UDP: UDPStats{
 			Associations:  s.udp.associations.Load(),
 			Active:        s.udp.active.Load(),
