@@ -32,7 +32,7 @@ type warmRig struct {
 }
 
 // newWarmRig starts the binaries with TCP Fast Open on and otherwise the default config, plus
-// clientExt in the client's "fastrojan" object (nil: defaults). startServer, if set, starts another
+// clientExt in the client's "fastrojan" object (nil: defaults; a "mux" key goes to the top level). startServer, if set, starts another
 // server in the server host instead of ours and returns its address.
 func newWarmRig(t *testing.T, rtt time.Duration, clientExt map[string]any, startServer func(p *netlab.Path, cert, key string) string) *warmRig {
 	t.Helper()
@@ -63,13 +63,18 @@ func newWarmRig(t *testing.T, rtt time.Duration, clientExt map[string]any, start
 	host, port, _ := net.SplitHostPort(srvAddr)
 	var portN int
 	fmt.Sscan(port, &portN)
-	ccfg := writeJSON(t, dir, "client.json", map[string]any{
+	cc := map[string]any{
 		"run_type": "client", "local_addr": "127.0.0.1", "local_port": 1080,
 		"remote_addr": host, "remote_port": portN, "password": []string{"warm-e2e"},
 		"ssl":       map[string]any{"cert": cert, "sni": "localhost"},
 		"tcp":       map[string]any{"fast_open": true},
 		"fastrojan": ext,
-	})
+	}
+	if m, ok := ext["mux"]; ok { // trojan-go's "mux" object is top-level
+		delete(ext, "mux")
+		cc["mux"] = m
+	}
+	ccfg := writeJSON(t, dir, "client.json", cc)
 	cli := startIn(t, p.Client, ccfg)
 	waitIn(t, p.Client, cli, "127.0.0.1:1080")
 	socks, err := proxy.SOCKS5("tcp", "127.0.0.1:1080", nil, hostDialer{p.Client})
@@ -292,6 +297,33 @@ func TestWarmPathBurst(t *testing.T) {
 				rtt, n, rode, hit, rode-hit, 100*rode/n, 100*hit/n, med, p99)
 			if rode < 1 {
 				t.Errorf("no stream of the burst rode a spare")
+			}
+		})
+	}
+}
+
+// With trojan-go's mux on (top-level "mux": {"enabled": true}), sequential new streams ride one
+// session: the same 1.10 / 1.03 RTT as the pool, and the server's metrics count the streams.
+func TestWarmPathMux(t *testing.T) {
+	for _, tc := range []struct {
+		rtt time.Duration
+		max float64
+	}{{20 * time.Millisecond, 1.10}, {100 * time.Millisecond, 1.03}} {
+		t.Run(tc.rtt.String(), func(t *testing.T) {
+			r := newWarmRig(t, tc.rtt, map[string]any{"mux": map[string]any{"enabled": true}}, nil)
+			const n = 30
+			ttfb := r.sequential(t, 3, n, 20*time.Millisecond)
+			med, p99 := quantiles(ttfb, tc.rtt)
+			m := scrapeIn(t, r.p.Client, r.clientMet)
+			sessions := metric(m, `fastrojan_mux_sessions_total{role="client"}`)
+			streams := metric(m, `fastrojan_mux_streams_total{role="client"}`)
+			t.Logf("RTT %v, mux on: TTFB median %.3f RTT, p99 %.3f RTT, min %.3f RTT; %v streams over %v session(s)",
+				tc.rtt, med, p99, float64(slices.Min(ttfb))/float64(tc.rtt), streams, sessions)
+			if med > tc.max {
+				t.Errorf("median TTFB %.3f RTT, want ≤ %.2f", med, tc.max)
+			}
+			if sessions != 1 || streams != n+3 {
+				t.Errorf("%v streams over %v sessions, want %d over 1", streams, sessions, n+3)
 			}
 		})
 	}
