@@ -39,7 +39,8 @@ func TestBinaryHostilePathDropSYNData(t *testing.T) {
 		"remote_addr": p.ServerAddr.V4.String(), "remote_port": 443, "password": []string{"hostile"}, "log_level": 0,
 		"ssl":       map[string]any{"cert": cert, "sni": "localhost"},
 		"tcp":       map[string]any{"fast_open": true},
-		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101"},
+		// One connection per fetch, so each fetch is one TFO attempt (spares would race in parallel).
+		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101", "pool": map[string]any{"spares": 0}},
 	})
 	srv := startIn(t, p.Server, scfg)
 	cli := startIn(t, p.Client, ccfg)
