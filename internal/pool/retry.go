@@ -162,13 +162,6 @@ func retryable(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
 }
 
-// Retried reports whether the stream was resent on a fresh connection.
-func (r *Retry) Retried() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.retried && r.conn() != nil
-}
-
 // CloseWrite half-closes the current connection (and a fresh one, should the stream be resent).
 func (r *Retry) CloseWrite() error {
 	r.mu.Lock()
