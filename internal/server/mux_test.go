@@ -3,7 +3,9 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/mux"
 	"github.com/fastrojan/fastrojan/internal/trojan"
+	"github.com/fastrojan/fastrojan/internal/users"
 )
 
 // trojanGoClient is trojan-go's client side built in the test from smux: a Trojan request with
@@ -196,5 +199,66 @@ func TestMuxUDPStream(t *testing.T) {
 	from, p := readFrame(t, bufio.NewReader(st))
 	if from != dst || string(p) != "datagram over mux" {
 		t.Fatalf("got %v %q", from, p)
+	}
+}
+
+// Every stream of a mux session counts towards its user's bytes, and a user over quota loses the
+// whole session.
+func TestMuxStreamsAreAccountedAndQuotaEndsSession(t *testing.T) {
+	ech := listenTarget(t, "tcp", "127.0.0.1:0", echo)
+	const quota = 60_000
+	ledger, err := users.NewLedger(users.LedgerOptions{
+		Backend: oneUserDB{users.Record{Hash: trojan.HashPassword(testPassword), Quota: quota}},
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close(context.Background())
+	srv := startServer(t, func(o *Options) { o.Users = ledger })
+	sess := trojanGoClient(t, srv.addr, testPassword)
+	chunk := bytes.Repeat([]byte("x"), 5000)
+	for range 2 {
+		st := openSimpleSocks(t, sess, ech.Addr().String(), chunk)
+		expectEcho(t, st, chunk)
+		st.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		totals := ledger.Totals()
+		if len(totals) == 1 && totals[0].Up == 10_000 && totals[0].Down == 10_000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("totals %+v, want 10000 bytes each way from two streams", totals)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Past the quota the session's connection is closed: every stream ends.
+	st := openSimpleSocks(t, sess, ech.Addr().String(), nil)
+	st.SetDeadline(time.Now().Add(10 * time.Second))
+	for range 20 {
+		if _, err := st.Write(chunk); err != nil {
+			break
+		}
+		if _, err := io.ReadFull(st, make([]byte, len(chunk))); err != nil {
+			break
+		}
+	}
+	// The server ended the connection: the ledger holds no open session and no stream works.
+	deadline = time.Now().Add(10 * users.Tick)
+	for ledger.Totals()[0].ActiveConns != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mux session still open after the user went over quota (totals %+v)", ledger.Totals())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if again, err := sess.OpenStream(); err == nil {
+		again.SetDeadline(time.Now().Add(2 * time.Second))
+		b, _ := mux.AppendHeader(nil, trojan.CmdConnect, trojan.AddrFromAddrPort(netip.MustParseAddrPort(ech.Addr().String())))
+		again.Write(append(b, "x"...))
+		if _, err := again.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a stream still works after the user went over quota")
+		}
 	}
 }
