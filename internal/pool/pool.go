@@ -160,10 +160,9 @@ func (p *Pool) TryGet() net.Conn {
 		return nil
 	}
 	p.noteUse(now)
-	p.pendingGet = true
 	conn, stale := p.takeLocked(now)
-	if conn != nil {
-		p.pendingGet = false
+	if conn == nil {
+		p.pendingGet = true // the caller's Get follows
 	}
 	p.refillLocked(now)
 	p.mu.Unlock()
