@@ -10,7 +10,7 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/xtaci/smux v1.5.58 // indirect
+require github.com/xtaci/smux v1.5.58
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
