@@ -81,8 +81,8 @@ func TestPartialRequestAfterSilenceGoesToFallback(t *testing.T) {
 	}
 }
 
-// Shutdown does not wait for silent spares: they are closed at once, while a tunnel that is open
-// is let finish.
+// Shutdown does not wait long for silent spares: they are closed after a short grace, within which
+// a client that had just finished its handshake still gets its request served.
 func TestShutdownClosesSilentSpares(t *testing.T) {
 	srv := startServer(t, func(o *Options) { o.SpareTimeout = time.Minute })
 	_, raw := dialTLS(t, srv.addr)
@@ -93,7 +93,7 @@ func TestShutdownClosesSilentSpares(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if el := time.Since(start); el > time.Second {
+	if el := time.Since(start); el > silentDrainGrace+time.Second {
 		t.Fatalf("shutdown waited %v for a silent connection", el)
 	}
 	// The server closed it: close_notify (if any) and then EOF, well before the read deadline.
@@ -108,5 +108,30 @@ func TestShutdownClosesSilentSpares(t *testing.T) {
 			t.Fatal("silent connection still open after shutdown")
 		}
 		break
+	}
+}
+
+func TestRequestJustAfterShutdownBeganIsServed(t *testing.T) {
+	ech := listenTarget(t, "tcp", "127.0.0.1:0", echo)
+	srv := startServer(t, func(o *Options) { o.SpareTimeout = time.Minute })
+	c, _ := dialTLS(t, srv.addr)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // the shutdown has begun; the request comes now
+	req := append(header(t, testPassword, trojan.CmdConnect, ech.Addr().String()), "late"...)
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "late" {
+		t.Fatalf("request sent as the shutdown began: %q, %v", got, err)
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }
