@@ -50,5 +50,5 @@ func (c *Client) request(up net.Conn, pooled bool, dest trojan.Addr, payload []b
 	if !pooled {
 		return up, nil
 	}
-	return pool.NewRetry(up, c.opts.Pool.RetryWindow(), fresh, c.opts.Pool.NoteRetry), nil
+	return pool.NewRetry(up, c.opts.Pool.RetryWindow(), fresh, c.opts.Pool.NoteRetry).WhenAnswered(c.opts.Pool.Answered), nil
 }

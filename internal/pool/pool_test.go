@@ -400,3 +400,39 @@ func TestCloseIsIdempotentAndStopsOpenings(t *testing.T) {
 		t.Fatalf("Get after Close: %v", err)
 	}
 }
+
+// A stream that takes a ready spare (TryGet) opens its replacement only once the server answered it
+// (Retry.WhenAnswered → Answered), so the replacement's TLS handshake does not compete with the
+// stream's request and answer on either end.
+func TestHitRefillsAfterAnswer(t *testing.T) {
+	srv := startServer(t, 0)
+	p := New(srv.dial, Options{Spares: 1, Linger: 10 * time.Second, MaxAge: 5 * time.Second})
+	defer p.Close()
+	c, _, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, "a ready spare", func() bool { return p.Stats().Ready == 1 })
+	spare := p.TryGet()
+	if spare == nil {
+		t.Fatal("TryGet found no spare")
+	}
+	if st := p.Stats(); st.Opening != 0 || st.Ready != 0 {
+		t.Fatalf("stats %+v right after a hit: the replacement must wait for the answer", st)
+	}
+	r := NewRetry(spare, 5*time.Second, func() (net.Conn, error) { return nil, errors.New("no redial") }, nil).WhenAnswered(p.Answered)
+	defer r.Close()
+	if _, err := r.Write([]byte("req")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != "ok:req" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	// Answered ran inside the first Read, before it returned: the replacement is on its way now.
+	if st := p.Stats(); st.Opening+st.Ready != 1 {
+		t.Fatalf("stats %+v after the answer: want the replacement opening", st)
+	}
+	waitFor(t, "the replacement ready", func() bool { return p.Stats().Ready == 1 })
+}

@@ -31,6 +31,8 @@ type Retry struct {
 
 	answered atomic.Bool // a byte came from the server: the stream stands, no retry
 	closed   atomic.Bool
+	onAnswer func()    // WhenAnswered
+	once     sync.Once // runs onAnswer
 
 	mu       sync.Mutex // serializes writes with the switch to a fresh connection
 	replay   []byte     // written since the request, kept while not answered
@@ -61,6 +63,19 @@ func (p *Pool) RetryWindow() time.Duration {
 	return 2*p.openTime + 200*time.Millisecond
 }
 
+// WhenAnswered makes Retry call f once: at the server's first byte, or at Close if none came. Call it
+// before the stream is used.
+func (r *Retry) WhenAnswered(f func()) *Retry {
+	r.onAnswer = f
+	return r
+}
+
+func (r *Retry) answer() {
+	if r.onAnswer != nil {
+		r.once.Do(r.onAnswer)
+	}
+}
+
 func (r *Retry) conn() net.Conn {
 	r.dmu.Lock()
 	defer r.dmu.Unlock()
@@ -75,6 +90,7 @@ func (r *Retry) Read(b []byte) (int, error) {
 		if n > 0 {
 			if !r.answered.Load() {
 				r.answered.Store(true)
+				r.answer()
 			}
 			return n, err
 		}
@@ -173,7 +189,9 @@ func (r *Retry) CloseWrite() error {
 // Close closes the current connection.
 func (r *Retry) Close() error {
 	r.closed.Store(true)
-	return r.conn().Close()
+	err := r.conn().Close()
+	r.answer()
+	return err
 }
 
 func (r *Retry) LocalAddr() net.Addr  { return r.conn().LocalAddr() }
