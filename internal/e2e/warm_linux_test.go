@@ -40,7 +40,9 @@ type warmRig struct {
 // server in the server host instead of ours and returns its address.
 func newWarmRig(t *testing.T, rtt time.Duration, clientExt map[string]any, startServer func(p *netlab.Path, cert, key string) string) *warmRig {
 	t.Helper()
-	p := netlab.NewPath(t, netlab.PathOptions{RTT: rtt})
+	// The origin sits on a veth pair behind the server: a zero-delay hop through the lab's userspace
+	// forwarder would add its two wake-ups to every packet of the server's dial and the answer.
+	p := netlab.NewPath(t, netlab.PathOptions{RTT: rtt, OriginVeth: true})
 	dir := t.TempDir()
 	cert, key := certFiles(t, dir)
 	originAddr := netip.AddrPortFrom(p.OriginAddr.V4, 80).String()
