@@ -301,9 +301,9 @@ func TestWarmPathPool(t *testing.T) {
 
 // With "spares": 0 the client opens a connection per stream: the cold TFO figure, 2 RTT (≤ 2.10 at
 // 100 ms), every connection's ClientHello in its SYN (the kernel's TCPFastOpenActive), and no pool in
-// the metrics. At 20 ms RTT the 2.10 is logged, not asserted: two full TLS handshakes' CPU
-// (0.67 ms per handshake on a 2-core VM, both ends) and a dozen wake-ups cost 4-6 ms there, 0.2-0.3
-// RTT; the test asserts < 2.5 RTT instead, which a connection without TFO (3 RTT) cannot reach.
+// the metrics. At 20 ms RTT the 2.10 is logged, not asserted: a full TLS handshake's CPU
+// (0.67 ms for both ends together on a 2-core VM) and some twenty wake-ups cost 4-6 ms there,
+// 0.2-0.3 RTT; the test asserts < 2.5 RTT instead, which a connection without TFO (3 RTT) cannot reach.
 func TestWarmPathSparesOff(t *testing.T) {
 	for _, rtt := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond} {
 		t.Run(rtt.String(), func(t *testing.T) {
