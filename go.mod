@@ -30,6 +30,8 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 )
 
+require github.com/xtaci/smux v1.5.58
+
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect

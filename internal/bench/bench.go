@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
@@ -59,6 +60,10 @@ type Options struct {
 	Concurrency     int           // connections in flight at once; default 1
 	RequestsPerConn int           // HTTP requests per connection (keep-alive); default 1
 	Timeout         time.Duration // bound of one connection; default 10s
+
+	// Warm adds a third mode, ModeWarm: streams on spare connections from a pool, as the client
+	// sends them by default (README "Warm path").
+	Warm bool
 
 	// Progress, if set, is called after each measured connection with the count done and the
 	// total. Calls come from one goroutine at a time.
@@ -161,6 +166,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r := &runner{opts: opts, tgt: tgt}
+	if opts.Warm {
+		opts.Modes = append(opts.Modes, ModeWarm)
+		r.opts.Modes = opts.Modes
+		r.warm = r.newWarmPool()
+		defer r.warm.Close()
+	}
 	// Warm-up: TFO first, so the cookie is cached before anything is measured.
 	var warm time.Duration // the last warm-up connection's time to first byte
 	for i := 0; i < opts.Warmup; i++ {
@@ -221,6 +232,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	rep := newReport(opts, samples, time.Since(start))
+	rep.Pool = warmStats(r.warm)
 	if opts.Counters != nil && before.err == nil {
 		var after counterSnap
 		if after.client, after.server, after.err = opts.Counters(); after.err == nil {
@@ -238,6 +250,7 @@ type job struct {
 type runner struct {
 	opts Options
 	tgt  target
+	warm *pool.Pool // ModeWarm's spares; nil without Options.Warm
 }
 
 // one makes one connection through the server in mode and measures it.
@@ -269,8 +282,18 @@ func (r *runner) one(ctx context.Context, mode string, seq int) Sample {
 	}
 	start := time.Now()
 	n := r.opts.RequestsPerConn
-	conn, err := ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
-	if raw != nil {
+	var conn net.Conn
+	var err error
+	if mode == ModeWarm {
+		conn, err = r.warmConn(ctx, &s, r.tgt.request(n == 1))
+	} else {
+		var tc *tls.Conn
+		tc, err = ob.Connect(ctx, r.tgt.dest, r.tgt.request(n == 1))
+		if tc != nil {
+			conn = tc
+		}
+	}
+	if raw != nil && mode != ModeWarm {
 		defer raw.Close()
 		_ = r.opts.Do(func() error { s.Outcome = tfo.ClientOutcome(raw).String(); return nil })
 		s.RTT, _ = tfo.KernelRTT(raw)

@@ -35,9 +35,10 @@ func (r *Report) Plot(file string) error {
 	p.Y.Label.Text = "fraction of connections"
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Add(plotter.NewGrid())
-	styles := map[string]color.Color{ModeTFO: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, ModePlain: color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}}
+	styles := map[string]color.Color{ModeTFO: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, ModePlain: color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+		ModeWarm: color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}}
 	var xmax float64
-	for _, m := range []string{ModeTFO, ModePlain} {
+	for _, m := range []string{ModeTFO, ModePlain, ModeWarm} {
 		var ds []time.Duration
 		for _, s := range r.Samples {
 			if s.Mode == m && s.OK {

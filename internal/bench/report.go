@@ -68,7 +68,9 @@ type Report struct {
 	// RequestsPerSecond is HTTP responses received per second of the whole run, both modes.
 	RequestsPerSecond float64     `json:"requests_per_second"`
 	Lab               *LabInfo    `json:"lab,omitempty"`
-	Modes             []ModeStats `json:"modes"` // tfo, then plain
+	Modes             []ModeStats `json:"modes"` // tfo, then plain, then warm with Options.Warm
+	// Pool counts how warm-mode streams got their connection (nil without Options.Warm).
+	Pool *PoolStats `json:"pool,omitempty"`
 	// Saving is plain's median TTFB minus TFO's; SavingRTTs is that in RTTs; SavingP90 compares p90s.
 	// Kernel is the growth of the kernel's counters over the measured run (warm-up excluded),
 	// when Options.Counters reads them.
@@ -225,7 +227,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "%d connections per mode (%s, interleaved) after %d warm-up each; concurrency %d; %d request(s) per connection; %s\n",
 		r.N, strings.Join(modes, "/"), r.Warmup, r.Concurrency, r.RequestsPerConn, r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(&b, "RTT (kernel tcpi_rtt, median): %s ms; %.1f requests/s over the run\n\n", ms(r.RTT), r.RequestsPerSecond)
-	b.WriteString("time to first byte, new connection each time:\n")
+	if r.Pool != nil {
+		b.WriteString("time to first byte, new stream each time (tfo, plain: a new connection; warm: a spare from the pool):\n")
+	} else {
+		b.WriteString("time to first byte, new connection each time:\n")
+	}
 	keepAlive := r.RequestsPerConn > 1
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "mode\tok\tmin ms\tmedian ms\tp90 ms\tp99 ms\tmax ms\tmedian RTTs\t"
@@ -246,6 +252,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\nTFO outcomes (connection to the server):\n")
 	for _, m := range r.Modes {
+		if m.Mode == ModeWarm {
+			continue
+		}
 		fmt.Fprintf(&b, "  %-5s %s\n", m.Mode, outcomeSummary(m.Outcomes))
 	}
 	if k := r.Kernel; k != nil {
@@ -258,6 +267,18 @@ func (r *Report) WriteText(w io.Writer) error {
 			acc := t.Outcomes[tfo.Accepted.String()]
 			fmt.Fprintf(&b, "  TFO connections kept with their SYN data accepted: %d of %d = %.1f%% (the kernels count every SYN with data, second attempts after a lost SYN included)\n",
 				acc, t.Attempts, 100*float64(acc)/float64(t.Attempts))
+		}
+	}
+	if w := r.Mode(ModeWarm); w != nil && r.Pool != nil {
+		fmt.Fprintf(&b, "\nwarm streams: %d rode a spare, %d opened their own connection (pool, warm-up included: %d hits, %d joined an opening spare, %d misses; %d spares opened, %d retired unused)\n",
+			w.Outcomes[OutcomeSpare], w.Outcomes[OutcomeOwn], r.Pool.Hits, r.Pool.Joined, r.Pool.Misses, r.Pool.Opened, r.Pool.Retired)
+		if t := r.Mode(ModeTFO); t != nil && t.Successes > 0 && w.Successes > 0 {
+			d := t.TTFB.Median - w.TTFB.Median
+			fmt.Fprintf(&b, "saving of the warm path over cold TFO: median %s ms", ms(d))
+			if r.RTT > 0 {
+				fmt.Fprintf(&b, " = %.2f RTT", float64(d)/float64(r.RTT))
+			}
+			b.WriteString("\n")
 		}
 	}
 	switch {

@@ -20,7 +20,7 @@ import (
 
 const benchUsage = "usage: fastrojan bench (-c client.json | --server 'trojan://...' | --lab 50ms [-c server.json] [--lab-fault drop-syn-data]\n" +
 	"                       [--lab-loss 2%] [--lab-seed N] [--lab-qlen 20] [--lab-exact-qlen])\n" +
-	"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--mode both|tfo|plain]\n" +
+	"                       [--url http://HOST/PATH] [-n 200] [--concurrency 1] [--requests-per-conn 1] [--mode both|tfo|plain] [--warm]\n" +
 	"                       [--json] [--plot FILE.png|.svg]"
 
 // benchCommand is `fastrojan bench`: time to first byte through a Trojan server with TFO and
@@ -48,6 +48,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	labQLen := fs.Int("lab-qlen", 0, "with --lab: the server's tcp.fast_open_qlen (default: -c server.json's, else 20)")
 	labExact := fs.Bool("lab-exact-qlen", false, "with --lab: the server's TFO queue is exactly --lab-qlen (fastrojan.tfo.exact_qlen)")
 	mode := fs.String("mode", "both", "modes to measure: both (TFO and plain, interleaved), tfo or plain")
+	warm := fs.Bool("warm", false, "also measure the warm path: new streams on spare connections from the client's pool")
 	asJSON := fs.Bool("json", false, "print the report (with every sample) as JSON")
 	plotFile := fs.String("plot", "", "write the TTFB distribution of both modes to `FILE` (.png or .svg)")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +121,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *mode != "both" {
 		opts.Modes = []string{*mode}
 	}
+	opts.Warm = *warm
 	if *warmup == 0 {
 		opts.Warmup = -1 // bench.Options: negative means none
 	}

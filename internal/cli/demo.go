@@ -95,6 +95,7 @@ func runDemo(ctx context.Context, n int, out io.Writer, log *slog.Logger) error 
 	ccfg.SSL.Cert = certFile // trust the generated certificate, as a trojan-gfw client would
 	ccfg.SSL.SNI = "localhost"
 	ccfg.TCP.FastOpen = true
+	ccfg.Fastrojan.Pool.Spares = 0 // each fetch shows its own connection's TFO outcome; `bench --warm` shows the pool
 	handshakes := make(demoHandshakes, n)
 	ca, err := client.FromConfig(ccfg, client.Env{Log: log, OnHandshake: handshakes.observe})
 	if err != nil {

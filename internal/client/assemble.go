@@ -67,8 +67,11 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 		return nil, err
 	}
 	ext := cfg.Fastrojan
+	spares, mc := poolFromConfig(cfg, ob, env.Log, env.Metrics), muxFromConfig(cfg, ob, env.Log, env.Metrics)
 	cl, err := New(Options{
 		Outbound:         ob,
+		Pool:             spares,
+		Mux:              mc,
 		OnTunnelClosed:   tunnelMetrics(env.Metrics),
 		FirstPayloadWait: time.Duration(ext.FirstPayloadWait),
 		IdleTimeout:      time.Duration(ext.IdleTimeout),
@@ -76,6 +79,7 @@ func FromConfig(cfg *config.Config, env Env) (_ *Assembly, err error) {
 		Logger:           env.Log,
 	})
 	if err != nil {
+		_, _ = spares.Close(), mc.Close() // nil-safe
 		return nil, err
 	}
 	cl.registerMetrics(env.Metrics)

@@ -7,7 +7,6 @@ package client
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +18,9 @@ import (
 
 	"github.com/fastrojan/fastrojan/internal/connset"
 	"github.com/fastrojan/fastrojan/internal/inbound"
+	"github.com/fastrojan/fastrojan/internal/mux"
 	"github.com/fastrojan/fastrojan/internal/outbound"
+	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/relay"
 	"github.com/fastrojan/fastrojan/internal/trojan"
 )
@@ -27,6 +28,12 @@ import (
 // Options configure a Client.
 type Options struct {
 	Outbound *outbound.Trojan // required
+	// Pool, if set, holds spare connections to the server for new TCP streams (package pool);
+	// Shutdown and Close close it.
+	Pool *pool.Pool
+	// Mux, if set, carries every TCP stream as a stream of a trojan-go mux session (package mux)
+	// instead of a connection of its own; Shutdown and Close close it.
+	Mux *mux.Client
 	// FirstPayloadWait bounds how long the client waits, after answering the application, for its
 	// first bytes to send together with the Trojan header. Default 100ms.
 	FirstPayloadWait time.Duration
@@ -157,7 +164,9 @@ func (c *Client) untrack(conn net.Conn) {
 // has. Calling it again, or after Close, is safe.
 func (c *Client) Shutdown(ctx context.Context) error {
 	c.set.BeginShutdown()
-	c.cancel()       // dials in flight belong to connections just closed as not yet relaying
+	c.cancel() // dials in flight belong to connections just closed as not yet relaying
+	_ = c.opts.Pool.Close()
+	_ = c.opts.Mux.Close()
 	c.udp.closeAll() // datagrams have no graceful end: UDP sessions stop now
 	err := c.set.Wait(ctx)
 	c.abandoned.Wait()
@@ -172,6 +181,8 @@ func (c *Client) Shutdown(ctx context.Context) error {
 func (c *Client) Close() error {
 	c.set.CloseAll()
 	c.cancel()
+	_ = c.opts.Pool.Close()
+	_ = c.opts.Mux.Close()
 	c.udp.closeAll()
 	_ = c.set.Wait(context.Background())
 	c.abandoned.Wait()
@@ -179,8 +190,9 @@ func (c *Client) Close() error {
 }
 
 type dialResult struct {
-	conn *tls.Conn
-	err  error
+	conn   net.Conn
+	pooled bool // a spare from the pool
+	err    error
 }
 
 func (c *Client) handle(app net.Conn) {
@@ -225,13 +237,20 @@ const socks5Version = 0x05
 // when set, is sent first, in place of waiting for the application's first bytes. It returns an
 // error, already counted and logged, only when the tunnel could not be opened.
 func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head []byte, answer func() error, start time.Time, log *slog.Logger) error {
+	if c.opts.Mux != nil {
+		return c.tunnelMux(app, br, dest, head, answer, start, log)
+	}
 	// Start the Trojan connection at once, in parallel with answering the application and
 	// reading its first bytes: the TLS handshake is the long pole.
 	dialCh := make(chan dialResult, 1)
-	go func() {
-		conn, err := c.opts.Outbound.Handshake(c.ctx)
-		dialCh <- dialResult{conn, err}
-	}()
+	if spare := c.opts.Pool.TryGet(); spare != nil {
+		dialCh <- dialResult{spare, true, nil} // a ready spare: no handshake to wait for
+	} else {
+		go func() {
+			conn, pooled, err := c.upstream(c.ctx)
+			dialCh <- dialResult{conn, pooled, err}
+		}()
+	}
 
 	if answer != nil {
 		if err := answer(); err != nil {
@@ -254,31 +273,21 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 		log.Warn("connect via trojan server failed", "err", res.err)
 		return res.err
 	}
-	up := res.conn
-	defer up.Close()
 	// Count the tunnel as open before the request leaves: once the server may act on it, Shutdown
 	// lets it finish rather than cutting it.
 	if !c.markRelaying(app) {
+		_ = res.conn.Close()
 		return nil // Shutdown began while this tunnel was being set up
 	}
-	if err := c.opts.Outbound.Request(up, trojan.CmdConnect, dest, payload); err != nil {
+	up, err := c.request(res.conn, res.pooled, dest, payload)
+	if err != nil {
 		c.failed.Add(1)
 		log.Warn("trojan request failed", "err", err)
 		return err
 	}
-	_ = app.SetDeadline(time.Time{})
-	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload))
-	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
-	// wait for the application without holding a buffer.
-	var appSide net.Conn = app
-	if br.Buffered() > 0 {
-		appSide = &bufferedConn{Conn: app, r: br}
-	}
-	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
-	if c.opts.OnTunnelClosed != nil {
-		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
-	}
-	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	defer up.Close()
+	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload), "pooled", res.pooled)
+	c.relayTunnel(app, br, up, payload, start, log)
 	return nil
 }
 
@@ -342,4 +351,20 @@ func (b *bufferedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// relayTunnel relays between app and up, whose request (with payload) went out, until both are done.
+func (c *Client) relayTunnel(app net.Conn, br *bufio.Reader, up net.Conn, payload []byte, start time.Time, log *slog.Logger) {
+	_ = app.SetDeadline(time.Time{})
+	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
+	// wait for the application without holding a buffer.
+	var appSide net.Conn = app
+	if br.Buffered() > 0 {
+		appSide = &bufferedConn{Conn: app, r: br}
+	}
+	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
+	if c.opts.OnTunnelClosed != nil {
+		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
+	}
+	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -55,6 +55,7 @@ type Config struct {
 	TCP        TCP      `json:"tcp"`
 	MySQL      MySQL    `json:"mysql"`
 	Fastrojan  Ext      `json:"fastrojan"` // our additions
+	Mux        Mux      `json:"mux"`       // trojan-go's multiplexing, same keys as trojan-go (mux.go)
 
 	// Path is the file the config was loaded from ("" if parsed from bytes).
 	Path string `json:"-"`
@@ -123,6 +124,8 @@ type Ext struct {
 	TLSSite          string   `json:"tls_site"`           // server: HTTPS server that gets non-TLS input raw (probe.go)
 	MaxConnsPerIP    int      `json:"max_conns_per_ip"`   // server: connections at once from one client address; 0 = default
 	ACME             ACME     `json:"acme"`               // server: certificate by ACME instead of ssl.cert/ssl.key (acme.go)
+	Pool             Pool     `json:"pool"`               // client: spare connections to the server (pool.go)
+	SpareTimeout     Duration `json:"spare_timeout"`      // server: how long a connection may stay silent after TLS (pool.go)
 }
 
 // DefaultExt returns the defaults of the "fastrojan" object.
@@ -138,6 +141,8 @@ func DefaultExt() Ext {
 		Farm:             DefaultFarm(),
 		Users:            DefaultUsers(),
 		ACME:             DefaultACME(),
+		Pool:             DefaultPool(),
+		SpareTimeout:     Duration(DefaultSpareTimeout),
 	}
 }
 
@@ -172,6 +177,7 @@ func Default(runType string) *Config {
 			Username:   "trojan",
 		},
 		Fastrojan: DefaultExt(),
+		Mux:       DefaultMux(),
 	}
 }
 

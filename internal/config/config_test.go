@@ -128,6 +128,13 @@ var keyCases = []keyCase{
 	{"fastrojan.acme.storage", `"/var/lib/x"`, func(c *Config) any { return c.Fastrojan.ACME.Storage }, "/var/lib/x", `{}`, "a string"},
 	{"fastrojan.acme.http_listen", `""`, func(c *Config) any { return c.Fastrojan.ACME.HTTPListen }, "", `80`, "a string"},
 	{"fastrojan.acme.challenges", `["http-01"]`, func(c *Config) any { return c.Fastrojan.ACME.Challenges }, []string{"http-01"}, `"http-01"`, "an array"},
+	{"fastrojan.pool.spares", `0`, func(c *Config) any { return c.Fastrojan.Pool.Spares }, 0, `"4"`, "an integer"},
+	{"fastrojan.pool.linger", `"20s"`, func(c *Config) any { return c.Fastrojan.Pool.Linger }, Duration(20 * time.Second), `true`, "a duration"},
+	{"fastrojan.pool.max_age", `2`, func(c *Config) any { return c.Fastrojan.Pool.MaxAge }, Duration(2 * time.Second), `[]`, "a duration"},
+	{"mux.enabled", `true`, func(c *Config) any { return c.Mux.Enabled }, true, `"yes"`, "a boolean"},
+	{"mux.concurrency", `4`, func(c *Config) any { return c.Mux.Concurrency }, 4, `"4"`, "an integer"},
+	{"mux.idle_timeout", `30`, func(c *Config) any { return c.Mux.IdleTimeout }, 30, `"30s"`, "an integer"},
+	{"fastrojan.spare_timeout", `"30s"`, func(c *Config) any { return c.Fastrojan.SpareTimeout }, Duration(30 * time.Second), `{}`, "a duration"},
 }
 
 // TestEveryKnownKeyIsCovered fails when a key is added to the structs without a row in keyCases.
@@ -204,7 +211,7 @@ func TestErrorMessages(t *testing.T) {
 		{"bool from string", `{"tcp":{"fast_open":"yes"}}`, `config.json: $.tcp.fast_open: expected a boolean (true or false), got string "yes"`},
 		{"unknown ssl key", `{"ssl":{"foo":1}}`, `config.json: $.ssl.foo: unknown key (known keys: verify, verify_hostname, cert, key, key_password, cipher, cipher_tls13, prefer_server_cipher, sni, alpn, alpn_port_override, reuse_session, session_ticket, session_timeout, plain_http_response, curves, dhparam)`},
 		{"typo suggests", `{"tcp":{"fast_opne":true}}`, `config.json: $.tcp.fast_opne: unknown key; did you mean "fast_open"? (known keys: prefer_ipv4, no_delay, keep_alive, reuse_port, fast_open, fast_open_qlen)`},
-		{"ext key at top level", `{"idle_timeout":"1m"}`, `config.json: $.idle_timeout: unknown key; fastrojan settings go inside the "fastrojan" object: did you mean fastrojan.idle_timeout? (known keys: run_type, local_addr, local_port, remote_addr, remote_port, target_addr, target_port, password, udp_timeout, log_level, ssl, tcp, mysql, fastrojan)`},
+		{"ext key at top level", `{"idle_timeout":"1m"}`, `config.json: $.idle_timeout: unknown key; fastrojan settings go inside the "fastrojan" object: did you mean fastrojan.idle_timeout? (known keys: run_type, local_addr, local_port, remote_addr, remote_port, target_addr, target_port, password, udp_timeout, log_level, ssl, tcp, mysql, fastrojan, mux)`},
 		{"duplicate", `{"local_port":1,"local_port":2}`, `config.json: $.local_port: duplicate key; give each key once`},
 		{"ca and cafile", `{"mysql":{"ca":"a","cafile":"b"}}`, `config.json: $.mysql.cafile: same setting as "ca"; give only one of them`},
 		{"array element", `{"password":["a",2]}`, `config.json: $.password[1]: expected a string, got number 2`},
@@ -289,6 +296,13 @@ func TestDefaults(t *testing.T) {
 		{"fastrojan.first_payload_wait", c.Fastrojan.FirstPayloadWait.Std(), 100 * time.Millisecond},
 		{"fastrojan.shutdown_timeout", c.Fastrojan.ShutdownTimeout.Std(), 10 * time.Second},
 		{"fastrojan.log_format", c.Fastrojan.LogFormat, "text"},
+		{"fastrojan.pool.spares", c.Fastrojan.Pool.Spares, 8},
+		{"fastrojan.pool.linger", c.Fastrojan.Pool.Linger.Std(), 10 * time.Second},
+		{"fastrojan.pool.max_age", c.Fastrojan.Pool.MaxAge.Std(), 3 * time.Second},
+		{"fastrojan.spare_timeout", c.Fastrojan.SpareTimeout.Std(), 60 * time.Second},
+		{"mux.enabled", c.Mux.Enabled, false},
+		{"mux.concurrency", c.Mux.Concurrency, 8},
+		{"mux.idle_timeout", c.Mux.IdleTimeout, 60},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -489,6 +503,10 @@ func TestValidate(t *testing.T) {
 		{"mysql key without cert", server, func(c *Config) { c.MySQL.Enabled = true; c.MySQL.Key = key }, "$.mysql.cert: mysql.key and mysql.cert go together"},
 		{"zero duration", server, func(c *Config) { c.Fastrojan.IdleTimeout = 0 }, "$.fastrojan.idle_timeout: must be a positive duration"},
 		{"long first payload wait", client, func(c *Config) { c.Fastrojan.FirstPayloadWait = Duration(time.Minute) }, "$.fastrojan.first_payload_wait: 1m0s is too long"},
+		{"negative spares", client, func(c *Config) { c.Fastrojan.Pool.Spares = -1 }, "$.fastrojan.pool.spares: must be 0 (no spare connections) to 64, got -1"},
+		{"tiny spare max age", client, func(c *Config) { c.Fastrojan.Pool.MaxAge = Duration(time.Millisecond) }, "$.fastrojan.pool.max_age: must be between"},
+		{"mux concurrency", client, func(c *Config) { c.Mux.Concurrency = 0 }, "$.mux.concurrency: must be 1..1024"},
+		{"zero spare timeout", server, func(c *Config) { c.Fastrojan.SpareTimeout = 0 }, "$.fastrojan.spare_timeout: must be a positive duration"},
 		{"max conns", server, func(c *Config) { c.Fastrojan.MaxConns = -1 }, "$.fastrojan.max_conns: must not be negative"},
 		{"log format", server, func(c *Config) { c.Fastrojan.LogFormat = "xml" }, `$.fastrojan.log_format: must be "text" or "json", got "xml"`},
 	}

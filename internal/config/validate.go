@@ -104,6 +104,8 @@ func (v *validator) config(c *Config) {
 		v.mysql(&c.MySQL, server)
 	}
 	v.ext(&c.Fastrojan)
+	v.pool(&c.Fastrojan)
+	v.mux(&c.Mux)
 	v.farm(&c.Fastrojan.Farm, server)
 	v.tfo(c)
 	v.users(c)

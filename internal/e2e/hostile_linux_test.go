@@ -37,9 +37,10 @@ func TestBinaryHostilePathDropSYNData(t *testing.T) {
 	ccfg := writeJSON(t, dir, "client.json", map[string]any{
 		"run_type": "client", "local_addr": "127.0.0.1", "local_port": 1080,
 		"remote_addr": p.ServerAddr.V4.String(), "remote_port": 443, "password": []string{"hostile"}, "log_level": 0,
-		"ssl":       map[string]any{"cert": cert, "sni": "localhost"},
-		"tcp":       map[string]any{"fast_open": true},
-		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101"},
+		"ssl": map[string]any{"cert": cert, "sni": "localhost"},
+		"tcp": map[string]any{"fast_open": true},
+		// One connection per fetch, so each fetch is one TFO attempt (spares would race in parallel).
+		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101", "pool": map[string]any{"spares": 0}},
 	})
 	srv := startIn(t, p.Server, scfg)
 	cli := startIn(t, p.Client, ccfg)

@@ -124,7 +124,7 @@ func TestBinaryTFOEndToEnd(t *testing.T) {
 		"remote_addr": p.ServerAddr.V4.String(), "remote_port": 443, "password": []string{"tfo-e2e"}, "log_level": 0,
 		"ssl":       map[string]any{"cert": cert, "sni": "localhost"},
 		"tcp":       map[string]any{"fast_open": true},
-		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101"},
+		"fastrojan": map[string]any{"metrics_listen": "127.0.0.1:9101", "pool": map[string]any{"spares": 0}}, // one connection per fetch
 	})
 	srv := startIn(t, p.Server, scfg)
 	cli := startIn(t, p.Client, ccfg)

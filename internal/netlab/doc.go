@@ -22,7 +22,8 @@
 // p.Client, p.Server and p.Origin are *Host. The origin is a third host
 // behind the server (link p.OriginLink, delay from PathOptions.OriginRTT);
 // the client has no route to it, so the client reaches it only through a
-// proxy on the server. Dial the server at p.ServerAddr.V4 or .V6 from the
+// proxy on the server. PathOptions.OriginVeth makes that link a veth pair
+// (LinkOptions.Veth): no userspace hop, no shaping, no faults. Dial the server at p.ServerAddr.V4 or .V6 from the
 // client, and the origin at p.OriginAddr.V4 or .V6 from the server. Switch
 // faults on p.Link (p.Link.SetDropSYNData(true), SetStripTFO, SetBlackhole)
 // and change shaping with p.Link.SetDelay or p.Link.AtoB().SetLoss.

@@ -231,7 +231,7 @@ func buildPath(lab *Lab, opts PathOptions) (*Path, error) {
 	if err != nil {
 		return nil, err
 	}
-	olink, err := lab.Connect(server, origin, LinkOptions{Delay: opts.OriginRTT / 2})
+	olink, err := lab.Connect(server, origin, LinkOptions{Delay: opts.OriginRTT / 2, Veth: opts.OriginVeth})
 	if err != nil {
 		return nil, err
 	}

@@ -239,6 +239,19 @@ func (l *Lab) ConnectECMP(a *Host, bs []*Host, opts LinkOptions) (*Link, error) 
 	k.btoa.apply(opts)
 	k.steer.n = len(bs)
 
+	if opts.Veth {
+		if len(bs) != 1 {
+			return nil, errors.New("netlab: a veth link joins two hosts, not ECMP")
+		}
+		if err := a.addVeth(k.ifname, opts.MTU, k.addrA, bs[0], k.addrB); err != nil {
+			return nil, err
+		}
+		l.links = append(l.links, k)
+		a.addAddrs(k.addrA)
+		bs[0].addAddrs(k.addrB)
+		return k, nil
+	}
+
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -305,10 +318,36 @@ func (h *Host) openTUN(name string, mtu int, addrs Addrs) (*os.File, error) {
 		return nil, fmt.Errorf("netlab: tun %s in %s: %w", name, h.ns, err)
 	}
 	f := os.NewFile(uintptr(fd), h.ns+"/"+name)
-	fail := func(what string, err error) (*os.File, error) {
+	if err := h.configure(name, mtu, addrs); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("netlab: tun %s in %s: %s: %w", name, h.ns, what, err)
+		return nil, fmt.Errorf("netlab: tun %s in %s: %w", name, h.ns, err)
 	}
+	return f, nil
+}
+
+// addVeth creates a veth pair named name in h and in b (its peer end), and configures both ends.
+// The pair goes away with the namespaces.
+func (h *Host) addVeth(name string, mtu int, addrs Addrs, b *Host, addrsB Addrs) error {
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: name, MTU: mtu},
+		PeerName:      name,
+		PeerNamespace: netlink.NsFd(b.sys.nsFD),
+	}
+	if err := h.sys.nl.LinkAdd(veth); err != nil {
+		return fmt.Errorf("netlab: veth %s from %s to %s: %w", name, h.ns, b.ns, err)
+	}
+	if err := h.configure(name, mtu, addrs); err != nil {
+		return fmt.Errorf("netlab: veth %s in %s: %w", name, h.ns, err)
+	}
+	if err := b.configure(name, mtu, addrsB); err != nil {
+		return fmt.Errorf("netlab: veth %s in %s: %w", name, b.ns, err)
+	}
+	return nil
+}
+
+// configure sets the MTU and addresses of device name in h and brings it up.
+func (h *Host) configure(name string, mtu int, addrs Addrs) error {
+	fail := func(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }
 	link, err := h.sys.nl.LinkByName(name)
 	if err != nil {
 		return fail("find link", err)
@@ -332,7 +371,7 @@ func (h *Host) openTUN(name string, mtu int, addrs Addrs) (*os.File, error) {
 	if err := h.sys.nl.LinkSetUp(link); err != nil {
 		return fail("link up", err)
 	}
-	return f, nil
+	return nil
 }
 
 // Do runs fn on a locked OS thread that has joined the host's network
@@ -463,6 +502,9 @@ func (l *Lab) Close() error {
 		var errs []error
 		l.cancel() // kills started commands that are not yet waited for
 		for _, k := range links {
+			if k.fw == nil { // veth: goes with the namespaces
+				continue
+			}
 			if err := k.fw.stop(); err != nil {
 				errs = append(errs, fmt.Errorf("link %s: %w", k.ifname, err))
 			}

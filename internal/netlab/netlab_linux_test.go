@@ -870,3 +870,40 @@ func TestLabCoexistsWithIPNetnsAdd(t *testing.T) {
 		t.Fatalf("namespace file %s still there after Close: %v", h.Namespace(), err)
 	}
 }
+
+// TestOriginVeth: with OriginVeth the server reaches the origin over a veth pair (v4 and v6, TFO
+// with data in the SYN included), no forwarder sees the packets, and a veth link refuses shaping.
+func TestOriginVeth(t *testing.T) {
+	p := NewPath(t, PathOptions{RTT: 10 * time.Millisecond, OriginVeth: true})
+	ln := tfoListen(t, p.Origin, ":7100")
+	echo(ln, "", nil)
+	for _, a := range []netip.Addr{p.OriginAddr.V4, p.OriginAddr.V6} {
+		addr := netip.AddrPortFrom(a, 7100).String()
+		for range 2 { // the second connect carries its data in the SYN (cookie from the first)
+			c := tfoDial(t, p.Server, addr)
+			exchange(t, c, "over veth "+a.String())
+			c.Close()
+		}
+	}
+	if n := tcpExt(t, p.Origin, "TCPFastOpenPassive"); n < 2 {
+		t.Errorf("origin TCPFastOpenPassive %d, want ≥ 2 (TFO over the veth)", n)
+	}
+	if st := p.OriginLink.AtoB().Stats(); st.Forwarded != 0 {
+		t.Errorf("a forwarder counted %d packets on a veth link", st.Forwarded)
+	}
+	// The client still has no route to the origin.
+	err := p.Client.Do(func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(p.OriginAddr.V4, 7100).String(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return errors.New("client reached the origin")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if _, err := p.Lab.Connect(p.Server, p.Client, LinkOptions{Veth: true, Delay: time.Millisecond}); err == nil {
+		t.Error("a veth link with a delay was accepted")
+	}
+}

@@ -138,6 +138,7 @@ func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *m
 		TLSSite:           ext.TLSSite,
 		HandshakeTimeout:  time.Duration(ext.HandshakeTimeout),
 		RequestTimeout:    time.Duration(ext.RequestTimeout),
+		SpareTimeout:      time.Duration(ext.SpareTimeout),
 		IdleTimeout:       time.Duration(ext.IdleTimeout),
 		UDPTimeout:        time.Duration(cfg.UDPTimeout) * time.Second,
 		MaxConns:          ext.MaxConns,
@@ -152,6 +153,7 @@ func newFromConfig(cfg *config.Config, log *slog.Logger, store users.Store, m *m
 	}
 	srv.registerMetrics(m)
 	srv.registerLimitMetrics(m)
+	srv.registerMuxMetrics(m)
 	return srv, certs, nil
 }
 
@@ -214,7 +216,9 @@ func onConnMetrics(m *metrics.Metrics) func(ConnInfo) {
 	return func(ci ConnInfo) {
 		m.Conn(metrics.RoleServer, ci.Outcome)
 		m.Bytes(metrics.RoleServer, ci.Up, ci.Down)
-		m.TFO(metrics.LegServerAccept, ci.TFOAccept)
+		if !ci.MuxStream { // a mux stream has no TCP connection of its own
+			m.TFO(metrics.LegServerAccept, ci.TFOAccept)
+		}
 		if ci.Dialed {
 			m.TFO(metrics.LegServerDial, ci.TFODial)
 		}
@@ -255,4 +259,21 @@ func (s *Server) registerLimitMetrics(m *metrics.Metrics) {
 		func(st Stats) int64 { return st.TLSSite })
 	_ = m.GaugeFunc("fastrojan_server_client_addresses", "Client addresses holding connections now.",
 		func() float64 { return float64(s.Stats().ClientIPs) })
+}
+
+// registerMuxMetrics exports the server's mux counters.
+func (s *Server) registerMuxMetrics(m *metrics.Metrics) {
+	if m == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_sessions_total", Help: "trojan-go mux sessions (connections carrying streams) opened, by role.", ConstLabels: prometheus.Labels{"role": "server"}},
+			func() float64 { return float64(s.Stats().MuxSessions) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_streams_total", Help: "Streams carried over trojan-go mux sessions, by role.", ConstLabels: prometheus.Labels{"role": "server"}},
+			func() float64 { return float64(s.Stats().MuxStreams) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fastrojan_mux_streams_rejected_total", Help: "Server: mux streams closed for a bad SimpleSocks header or over the per-session limit."},
+			func() float64 { return float64(s.Stats().MuxBadStreams) }),
+	} {
+		_ = m.Register(c)
+	}
 }

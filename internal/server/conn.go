@@ -170,14 +170,23 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	_ = c.SetReadDeadline(time.Now().Add(s.opts.RequestTimeout))
 
 	rb := getRequestBuf()
 	defer rb.release()
 	buf := rb.b
 	n := 0
 	for {
-		m, rerr := tc.Read(buf[n:])
+		var m int
+		var rerr error
+		if n == 0 {
+			m, rerr = s.readSilent(c, tc, buf) // a client's spare may wait here (spare.go)
+			if errors.Is(rerr, errShutdownSilent) {
+				l.outcome, l.reason = outNoBytes, "shutdown while silent"
+				return
+			}
+		} else {
+			m, rerr = tc.Read(buf[n:])
+		}
 		n += m
 		v := classify(buf[:n], s.opts.Users)
 		switch v.kind {
@@ -192,8 +201,12 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 			l.sess = sess
 			l.user, l.dest = v.user.Name, v.req.Dest.String()
 			s.authenticated.Add(1)
-			if v.req.Cmd == trojan.CmdUDPAssociate {
+			switch v.req.Cmd {
+			case trojan.CmdUDPAssociate:
 				s.udpAssociate(tc, buf[v.hdrLen:n], rb, l)
+				return
+			case trojan.CmdMux:
+				s.serveMux(tc, buf[v.hdrLen:n], rb, l)
 				return
 			}
 			s.connect(tc, v.req, buf[v.hdrLen:n], rb, l)

@@ -58,7 +58,7 @@ func TestFallbackByteExact(t *testing.T) {
 	})
 	t.Run("known hash, malformed command", func(t *testing.T) {
 		in := header(t, testPassword, trojan.CmdConnect, "127.0.0.1:80")
-		in[trojan.HashLen+2] = 0x7f
+		in[trojan.HashLen+2] = 0x7e
 		compareProbe(t, srv, fb, in, false)
 	})
 	t.Run("bare HTTP GET over TLS", func(t *testing.T) {

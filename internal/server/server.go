@@ -26,6 +26,7 @@ const (
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultMaxConns         = 4096
+	DefaultSpareTimeout     = 60 * time.Second
 )
 
 // Options configure a Server. TLSConfig and Users are required.
@@ -51,9 +52,13 @@ type Options struct {
 	ServerToken string
 
 	HandshakeTimeout time.Duration // accept to TLS handshake done; default 10s
-	RequestTimeout   time.Duration // handshake done to a complete request header; default 10s
-	IdleTimeout      time.Duration // a relay with no traffic either way for this long ends; default 5m
-	DialTimeout      time.Duration // connecting to a target or the fallback; default 10s
+	RequestTimeout   time.Duration // first byte after TLS to a complete request header; default 10s
+	// SpareTimeout is how long a connection may stay silent after TLS before its first byte (a
+	// client's spare connection, kept ready for its next stream); then it goes to the fallback with
+	// nothing to replay. Default DefaultSpareTimeout, nginx's client_header_timeout.
+	SpareTimeout time.Duration
+	IdleTimeout  time.Duration // a relay with no traffic either way for this long ends; default 5m
+	DialTimeout  time.Duration // connecting to a target or the fallback; default 10s
 	// UDPTimeout ends a UDP association with no datagram either way for this long (trojan-gfw's
 	// udp_timeout); default DefaultUDPTimeout.
 	UDPTimeout time.Duration
@@ -70,6 +75,9 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// OnConn, if set, is called once per finished connection (from its handler goroutine), for metrics.
 	OnConn func(ConnInfo)
+	// MaxMuxStreams bounds the streams open at once in one trojan-go mux session; default
+	// mux.DefaultMaxStreams.
+	MaxMuxStreams int
 	// DialFirst, if set, connects to targets for which the client sent a first payload, which is
 	// written right after: a TCP Fast Open dialer (tfo.Dialer) puts it in the SYN. Targets without a
 	// first payload use Dial, since a TFO connect would wait for a first write that never comes.
@@ -89,6 +97,9 @@ type Stats struct {
 	FullWaits     int64 // times the accept loop waited because MaxConns connections were being handled
 	ClientIPs     int64 // client addresses holding connections now (a gauge)
 	TLSFailures   int64 // TLS handshakes that failed or timed out
+	MuxSessions   int64 // trojan-go mux sessions started
+	MuxStreams    int64 // streams of mux sessions handled (SimpleSocks header read)
+	MuxBadStreams int64 // streams closed for a bad SimpleSocks header or over MaxMuxStreams
 	UDP           UDPStats
 }
 
@@ -111,13 +122,17 @@ type Server struct {
 
 	ctx    context.Context // canceled by a forced close: aborts dials in progress
 	cancel context.CancelFunc
-	slots  chan struct{} // one token per connection being handled (MaxConns)
+	// draining is canceled when the shutdown begins: connections still silent after TLS end then.
+	draining context.Context
+	drain    context.CancelFunc
+	slots    chan struct{} // one token per connection being handled (MaxConns)
 	// set holds the listeners and the accepted connections still being handled; every connection
 	// is busy from the start (it has its own handshake and request deadlines).
 	set *connset.Set
 
 	active, accepted, authenticated, fallbacks, plainHTTP, tlsFailures atomic.Int64
 	decoys, tlsSite, refusedPerIP, fullWaits                           atomic.Int64
+	muxSessions, muxStreams, muxBadStreams                             atomic.Int64
 	perIP                                                              *ipLimiter
 	udp                                                                udpStats
 
@@ -150,7 +165,7 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("server: tls_site %q: %w", opts.TLSSite, err)
 		}
 	}
-	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout} {
+	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.RequestTimeout, &opts.IdleTimeout, &opts.DialTimeout, &opts.SpareTimeout} {
 		if *d < 0 {
 			return nil, fmt.Errorf("server: negative timeout %v", *d)
 		}
@@ -159,6 +174,7 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&opts.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&opts.DialTimeout, DefaultDialTimeout)
+	setDefault(&opts.SpareTimeout, DefaultSpareTimeout)
 	if opts.UDPTimeout < 0 {
 		return nil, fmt.Errorf("server: negative UDPTimeout %v", opts.UDPTimeout)
 	}
@@ -187,14 +203,17 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.PlainHTTPResponse = append([]byte(nil), opts.PlainHTTPResponse...)
 	ctx, cancel := context.WithCancel(context.Background())
+	draining, drain := context.WithCancel(ctx)
 	return &Server{
-		opts:   opts,
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
-		slots:  make(chan struct{}, opts.MaxConns),
-		perIP:  newIPLimiter(opts.MaxConnsPerIP),
-		set:    connset.New(),
+		opts:     opts,
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		draining: draining,
+		drain:    drain,
+		slots:    make(chan struct{}, opts.MaxConns),
+		perIP:    newIPLimiter(opts.MaxConnsPerIP),
+		set:      connset.New(),
 	}, nil
 }
 
@@ -218,6 +237,9 @@ func (s *Server) Stats() Stats {
 		FullWaits:     s.fullWaits.Load(),
 		ClientIPs:     int64(s.perIP.addresses()),
 		TLSFailures:   s.tlsFailures.Load(),
+		MuxSessions:   s.muxSessions.Load(),
+		MuxStreams:    s.muxStreams.Load(),
+		MuxBadStreams: s.muxBadStreams.Load(),
 		UDP: UDPStats{
 			Associations:  s.udp.associations.Load(),
 			Active:        s.udp.active.Load(),
@@ -316,6 +338,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // it again, or after Close, is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.set.BeginShutdown()
+	s.drain()
 	stop := context.AfterFunc(ctx, s.cancel) // past the bound, dials in progress are aborted too
 	defer stop()
 	err := s.set.Wait(ctx)

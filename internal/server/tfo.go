@@ -24,6 +24,9 @@ type ConnInfo struct {
 	// client's first payload rides in the SYN when Options.Dial uses TFO).
 	Dialed  bool
 	TFODial tfo.Outcome
+	// MuxStream marks a stream of a trojan-go mux session (its connection is reported once more,
+	// with Outcome "mux"); TFOAccept and Handshake are then not set.
+	MuxStream bool
 }
 
 // connTFO is the part of connLog this file fills in.
@@ -60,5 +63,17 @@ func (s *Server) report(c net.Conn, l *connLog, start time.Time) {
 		Remote: c.RemoteAddr().String(), Outcome: l.outcome, User: l.user, Dest: l.dest,
 		Up: l.up, Down: l.down, Duration: time.Since(start), Handshake: l.handshake,
 		TFOAccept: l.tfoAccept, Dialed: l.dialed, TFODial: l.tfoDial,
+	})
+}
+
+// reportStream reports one stream of a mux session to OnConn.
+func (s *Server) reportStream(c net.Conn, l *connLog, start time.Time) {
+	if s.opts.OnConn == nil {
+		return
+	}
+	s.opts.OnConn(ConnInfo{
+		Remote: c.RemoteAddr().String(), Outcome: l.outcome, User: l.user, Dest: l.dest,
+		Up: l.up, Down: l.down, Duration: time.Since(start),
+		Dialed: l.dialed, TFODial: l.tfoDial, MuxStream: true,
 	})
 }

@@ -103,7 +103,7 @@ func structural(wire string) map[int][]byte {
 	m[57] = []byte{'\r', 'a', 0}
 	var badCmd, badAtyp []byte
 	for c := range 256 {
-		if c != 1 && c != 3 {
+		if c != 1 && c != 3 && c != 0x7f {
 			badCmd = append(badCmd, byte(c))
 		}
 		if c != 1 && c != 3 && c != 4 {
@@ -191,7 +191,7 @@ func TestAppendRequestRejects(t *testing.T) {
 	good := requestVectors[0].r
 	for name, mutate := range map[string]func(*trojan.Request){
 		"command 0":      func(r *trojan.Request) { r.Cmd = 0 },
-		"command 0x7f":   func(r *trojan.Request) { r.Cmd = 0x7f },
+		"command 0x7e":   func(r *trojan.Request) { r.Cmd = 0x7e },
 		"zero hash":      func(r *trojan.Request) { r.Hash = trojan.Hash{} },
 		"upper hash":     func(r *trojan.Request) { copy(r.Hash[:], strings.ToUpper(pwHex)) },
 		"no destination": func(r *trojan.Request) { r.Dest = trojan.Addr{Port: 1} },

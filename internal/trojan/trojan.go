@@ -107,14 +107,17 @@ func (h Hash) Hex() string { return string(h[:]) }
 // Command is the CMD byte of a request.
 type Command byte
 
-// The commands trojan-gfw defines.
+// The commands trojan-gfw defines, and trojan-go's multiplexing.
 const (
 	CmdConnect      Command = 0x01
 	CmdUDPAssociate Command = 0x03
+	// CmdMux starts a trojan-go mux session: smux on the rest of the connection, each stream opened
+	// with a SimpleSocks header (package mux). Its destination is a placeholder ("MUX_CONN":0).
+	CmdMux Command = 0x7f
 )
 
 // Valid reports whether c is a command this package can encode and parse.
-func (c Command) Valid() bool { return c == CmdConnect || c == CmdUDPAssociate }
+func (c Command) Valid() bool { return c == CmdConnect || c == CmdUDPAssociate || c == CmdMux }
 
 func (c Command) String() string {
 	switch c {
@@ -122,6 +125,8 @@ func (c Command) String() string {
 		return "CONNECT"
 	case CmdUDPAssociate:
 		return "UDP_ASSOCIATE"
+	case CmdMux:
+		return "MUX"
 	}
 	return fmt.Sprintf("Command(0x%02x)", byte(c))
 }

@@ -128,7 +128,8 @@ func TestCommandString(t *testing.T) {
 		trojan.CmdConnect:      "CONNECT",
 		trojan.CmdUDPAssociate: "UDP_ASSOCIATE",
 		0x02:                   "Command(0x02)",
-		0x7f:                   "Command(0x7f)",
+		0x7e:                   "Command(0x7e)",
+		trojan.CmdMux:          "MUX",
 	} {
 		if got := c.String(); got != want {
 			t.Errorf("Command(%d).String() = %q, want %q", byte(c), got, want)
