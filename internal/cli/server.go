@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/fastrojan/fastrojan/internal/config"
@@ -70,7 +69,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		log.Info("created password", "state_dir", *stateDir)
 	}
 
-	listenHost, listenPort, err := splitHostPort(*listenAddr)
+	listenHost, listenPort, err := config.SplitHostPort(*listenAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan server: --listen: %v\n", err)
 		return exitUsage
@@ -95,7 +94,7 @@ func serverCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		defer site.Shutdown(context.Background())
 		*fallback = site.Addr()
 	}
-	if cfg.RemoteAddr, cfg.RemotePort, err = splitHostPort(*fallback); err != nil {
+	if cfg.RemoteAddr, cfg.RemotePort, err = config.SplitHostPort(*fallback); err != nil {
 		fmt.Fprintf(stderr, "fastrojan server: --fallback: %v\n", err)
 		return exitUsage
 	}
@@ -138,18 +137,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func splitHostPort(s string) (string, int, error) {
-	h, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("bad port %q", p)
-	}
-	return h, port, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
