@@ -149,78 +149,14 @@ type requestLine struct {
 }
 
 // parseRequestLine parses the request line at b[start:]. A Verdict with Kind More or Answer ends the
-// judgement early.
-func parseRequestLine(b []byte, start int) (requestLine, Verdict, bool) {
-	var rl requestLine
-	i := start
-	for i < len(b) && (isUpper(b[i]) || b[i] == '_' || b[i] == '-') {
-		i++
+// judgement early; rl then holds what was read before it (judgeHTTP needs the method).
+func parseRequestLine(b []byte, start int) (rl requestLine, v Verdict, ok bool) {
+	i, v, ok := parseMethod(b, start, &rl)
+	if !ok {
+		return rl, v, false
 	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	if b[i] != ' ' || i == start {
-		return rl, bad(), false
-	}
-	rl.method = string(b[start:i])
-	for i < len(b) && b[i] == ' ' {
-		i++
-	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	// The URI: a path, or scheme://host[:port][path].
-	if isAlpha(b[i]) {
-		for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '+' || b[i] == '-' || b[i] == '.') {
-			i++
-		}
-		for _, want := range []byte("://") {
-			if i == len(b) {
-				return rl, more(b, start), false
-			}
-			if b[i] != want {
-				return rl, bad(), false
-			}
-			i++
-		}
-		hs := i
-		for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '.' || b[i] == '-' || b[i] == '_') {
-			i++
-		}
-		if i < len(b) && b[i] == ':' {
-			i++
-			for i < len(b) && isDigit(b[i]) {
-				i++
-			}
-		}
-		if i == len(b) {
-			return rl, more(b, start), false
-		}
-		if i == hs {
-			return rl, bad(), false
-		}
-		switch b[i] {
-		case '/':
-		case ' ':
-			rl.path = []byte("/")
-		default:
-			return rl, bad(), false
-		}
-	} else if b[i] != '/' {
-		return rl, bad(), false
-	}
-	ps := i
-	for i < len(b) && b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
-		if isCtl(b[i]) {
-			return rl, bad(), false
-		}
-		i++
-	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	if rl.path == nil {
-		rl.path = b[ps:i]
+	if i, v, ok = parseURI(b, start, i, &rl); !ok {
+		return rl, v, false
 	}
 	if b[i] != ' ' { // CR or LF right after the URI: HTTP/0.9
 		if b[i] == '\r' {
@@ -235,57 +171,162 @@ func parseRequestLine(b []byte, start int) (requestLine, Verdict, bool) {
 		rl.http09, rl.end = true, i+1
 		return rl, Verdict{}, true
 	}
+	if v, ok = parseVersion(b, start, i, &rl); !ok {
+		return rl, v, false
+	}
+	return rl, Verdict{}, true
+}
+
+// parseMethod reads the method at b[start:] and the spaces after it, and returns the index of the
+// URI's first byte.
+func parseMethod(b []byte, start int, rl *requestLine) (int, Verdict, bool) {
+	i := start
+	for i < len(b) && (isUpper(b[i]) || b[i] == '_' || b[i] == '-') {
+		i++
+	}
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if b[i] != ' ' || i == start {
+		return i, bad(), false
+	}
+	rl.method = string(b[start:i])
 	for i < len(b) && b[i] == ' ' {
 		i++
 	}
-	for _, want := range []byte("HTTP/") {
-		if i == len(b) {
-			return rl, more(b, start), false
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	return i, Verdict{}, true
+}
+
+// parseURI reads the URI at b[i:] — a path, or scheme://host[:port][path] — into rl.path, and
+// returns the index of the space, CR or LF that ends it.
+func parseURI(b []byte, start, i int, rl *requestLine) (int, Verdict, bool) {
+	if isAlpha(b[i]) {
+		var v Verdict
+		var ok bool
+		if i, v, ok = parseSchemeHost(b, start, i, rl); !ok {
+			return i, v, false
 		}
-		if b[i] != want {
-			return rl, bad(), false
+	} else if b[i] != '/' {
+		return i, bad(), false
+	}
+	ps := i
+	for i < len(b) && b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
+		if isCtl(b[i]) {
+			return i, bad(), false
 		}
 		i++
 	}
-	var ok bool
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if rl.path == nil {
+		rl.path = b[ps:i]
+	}
+	return i, Verdict{}, true
+}
+
+// parseSchemeHost reads the scheme://host[:port] of an absolute URI at b[i:] and returns the index
+// after it: a '/' starting the path, or the space ending a URI without one (its path is "/").
+func parseSchemeHost(b []byte, start, i int, rl *requestLine) (int, Verdict, bool) {
+	for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '+' || b[i] == '-' || b[i] == '.') {
+		i++
+	}
+	i, v, ok := expect(b, start, i, "://")
+	if !ok {
+		return i, v, false
+	}
+	hs := i
+	for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '.' || b[i] == '-' || b[i] == '_') {
+		i++
+	}
+	if i < len(b) && b[i] == ':' {
+		i++
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if i == hs {
+		return i, bad(), false
+	}
+	switch b[i] {
+	case '/':
+	case ' ':
+		rl.path = []byte("/")
+	default:
+		return i, bad(), false
+	}
+	return i, Verdict{}, true
+}
+
+// parseVersion reads the spaces after the URI at b[i:], "HTTP/major.minor", trailing spaces and the
+// line end, and sets rl's version and end.
+func parseVersion(b []byte, start, i int, rl *requestLine) (Verdict, bool) {
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	i, v, ok := expect(b, start, i, "HTTP/")
+	if !ok {
+		return v, false
+	}
 	if rl.major, i, ok = digits(b, i); !ok {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if rl.major < 0 {
-		return rl, bad(), false
+		return bad(), false
 	}
 	if rl.major > 1 {
-		return rl, answer(PageVersion), false
+		return answer(PageVersion), false
 	}
 	if i == len(b) {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if b[i] != '.' {
-		return rl, bad(), false
+		return bad(), false
 	}
 	if rl.minor, i, ok = digits(b, i+1); !ok {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if rl.minor < 0 {
-		return rl, bad(), false
+		return bad(), false
 	}
 	for i < len(b) && b[i] == ' ' {
 		i++
 	}
 	if i == len(b) {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if b[i] == '\r' {
 		i++
 		if i == len(b) {
-			return rl, more(b, start), false
+			return more(b, start), false
 		}
 	}
 	if b[i] != '\n' {
-		return rl, bad(), false
+		return bad(), false
 	}
 	rl.end = i + 1
-	return rl, Verdict{}, true
+	return Verdict{}, true
+}
+
+// expect reads the literal lit at b[i:] and returns the index after it; a different byte is a bad
+// request, and b ending inside lit asks for more.
+func expect(b []byte, start, i int, lit string) (int, Verdict, bool) {
+	for _, want := range []byte(lit) {
+		if i == len(b) {
+			return i, more(b, start), false
+		}
+		if b[i] != want {
+			return i, bad(), false
+		}
+		i++
+	}
+	return i, Verdict{}, true
 }
 
 // digits reads 1-3 decimal digits at b[i:] (nginx refuses versions above 999). n is -1 for no digit or
