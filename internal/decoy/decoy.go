@@ -388,6 +388,8 @@ func unhex(c byte) int {
 	return -1
 }
 
+// judgeHTTP is what nginx answers to the plain-HTTP request at the start of b (leading blank lines
+// skipped): More while the request line or headers are incomplete, else the page it sends.
 func judgeHTTP(b []byte) Verdict {
 	i := 0
 	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
@@ -414,24 +416,53 @@ func judgeHTTP(b []byte) Verdict {
 	if pathEscapesRoot(rl.path) {
 		return bad()
 	}
-	// Header lines. An error found here is answered like the others, but nginx knows the method and
-	// the user agent (if its line came first) by now.
-	var padding bool
-	headerErr := func(p Page) Verdict {
-		return Verdict{Kind: Answer, Page: p, Head: rl.method == "HEAD", Padding: padding}
+	head := rl.method == "HEAD"
+	h, v, ok := parseHeaders(b, rl.end, head)
+	if !ok {
+		return v
 	}
-	var hosts int
-	var host []byte
-	var contentLength int64 = -1
-	var chunked bool
-	i = rl.end
+	switch {
+	case h.hosts > 1, h.hosts == 1 && !validHost(h.host):
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case h.hosts == 0 && rl.minor >= 1 && rl.major == 1:
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case h.chunked && h.contentLength >= 0:
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case rl.method == "TRACE":
+		return Verdict{Kind: Answer, Page: PageNotAllowed, Padding: h.padding}
+	}
+	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: head, Padding: h.padding}
+	if h.contentLength > 0 {
+		v.BodyPending = max(0, h.contentLength-int64(len(b)-h.end))
+	}
+	return v
+}
+
+// headers is what judgeHTTP keeps of the header lines.
+type headers struct {
+	padding       bool // the User-Agent gets msie_padding (paddedAgent)
+	hosts         int  // Host lines seen
+	host          []byte
+	contentLength int64 // -1: none
+	chunked       bool
+	end           int // index after the blank line
+}
+
+// parseHeaders reads the header lines at b[i:] up to the blank line that ends them. An error found
+// here is answered like the others, but nginx knows the method (head: HEAD) and the user agent (if
+// its line came first) by now; ok is false with that answer, or with More.
+func parseHeaders(b []byte, i int, head bool) (h headers, v Verdict, ok bool) {
+	h.contentLength = -1
+	headerErr := func(p Page) (headers, Verdict, bool) {
+		return h, Verdict{Kind: Answer, Page: p, Head: head, Padding: h.padding}, false
+	}
 	for {
 		le := bytes.IndexByte(b[i:], '\n')
 		if le < 0 {
 			if len(b)-i > MaxLine || len(b) > MaxHeader {
 				return headerErr(PageHeaderTooLarge)
 			}
-			return Verdict{Kind: More}
+			return h, Verdict{Kind: More}, false
 		}
 		line := b[i : i+le]
 		i += le + 1
@@ -442,59 +473,52 @@ func judgeHTTP(b []byte) Verdict {
 			line = line[:n-1]
 		}
 		if len(line) == 0 {
-			break
+			h.end = i
+			return h, Verdict{}, true
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		if !h.field(line) {
 			return headerErr(PageBadRequest)
-		}
-		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-		for _, c := range name {
-			if c <= 0x20 || c == 0x7f {
-				return headerErr(PageBadRequest)
-			}
-		}
-		if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-			return headerErr(PageBadRequest)
-		}
-		switch {
-		case bytes.EqualFold(name, []byte("User-Agent")):
-			padding = paddedAgent(value)
-		case bytes.EqualFold(name, []byte("Host")):
-			hosts++
-			host = value
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if contentLength >= 0 {
-				return headerErr(PageBadRequest)
-			}
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
-				return headerErr(PageBadRequest)
-			}
-			contentLength = n
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			if !bytes.EqualFold(value, []byte("chunked")) {
-				return headerErr(PageBadRequest)
-			}
-			chunked = true
 		}
 	}
-	head := rl.method == "HEAD"
+}
+
+// field takes in one header line (without its line end); false: nginx answers 400.
+func (h *headers) field(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return false
+	}
+	name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+	for _, c := range name {
+		if c <= 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		return false
+	}
 	switch {
-	case hosts > 1, hosts == 1 && !validHost(host):
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case hosts == 0 && rl.minor >= 1 && rl.major == 1:
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case chunked && contentLength >= 0:
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case rl.method == "TRACE":
-		return Verdict{Kind: Answer, Page: PageNotAllowed, Padding: padding}
+	case bytes.EqualFold(name, []byte("User-Agent")):
+		h.padding = paddedAgent(value)
+	case bytes.EqualFold(name, []byte("Host")):
+		h.hosts++
+		h.host = value
+	case bytes.EqualFold(name, []byte("Content-Length")):
+		if h.contentLength >= 0 {
+			return false
+		}
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil || n < 0 {
+			return false
+		}
+		h.contentLength = n
+	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		if !bytes.EqualFold(value, []byte("chunked")) {
+			return false
+		}
+		h.chunked = true
 	}
-	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: head, Padding: padding}
-	if contentLength > 0 {
-		v.BodyPending = max(0, contentLength-int64(len(b)-i))
-	}
-	return v
+	return true
 }
 
 // paddedAgent is nginx's test for msie_padding: an MSIE user agent (not Opera), or a Chrome one that
