@@ -163,36 +163,66 @@ func (m *Manager) Ready() <-chan struct{} { return m.ready }
 // earlier run. Without one, handshakes get a temporary self-signed certificate (in memory only)
 // until Obtain succeeds. Call it once the Trojan listener is open; then Obtain.
 func (m *Manager) Start(ctx context.Context) error {
-	var roots *x509.CertPool
-	if m.opts.CARoot != "" {
-		pemData, err := os.ReadFile(m.opts.CARoot)
-		if err != nil {
-			return fmt.Errorf("acme: CA root: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemData) {
-			return fmt.Errorf("acme: CA root %s holds no PEM certificate", m.opts.CARoot)
-		}
+	roots, err := loadCARoot(m.opts.CARoot)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(m.opts.Storage, 0o700); err != nil {
 		return fmt.Errorf("acme: storage: %w", err)
 	}
 	if m.http01 {
-		ln, err := net.Listen("tcp", m.opts.HTTPAddr)
-		switch {
-		case err != nil && !m.tlsALPN:
-			return &Error{Step: "open the HTTP-01 server on " + m.opts.HTTPAddr, Err: err,
-				Fix: "free that port (another web server?) or allow tls-alpn-01 on the Trojan port; binding port 80 needs root or CAP_NET_BIND_SERVICE"}
-		case err != nil:
-			m.log.Warn("HTTP-01 is off: cannot listen for it; certificates come by TLS-ALPN-01 on the Trojan port only",
-				"http_listen", m.opts.HTTPAddr, "err", err)
-			m.http01 = false
-		default:
-			m.httpLn = ln
-			m.httpAddr = ln.Addr().String()
+		if err := m.listenHTTP01(); err != nil {
+			return err
 		}
 	}
+	m.newCertmagic(roots)
+	if m.httpLn != nil {
+		m.serveHTTP01()
+	}
+	if err := m.reload(ctx); err == nil {
+		return nil // a certificate from an earlier run
+	}
+	return m.useTemporary()
+}
 
+// loadCARoot reads the PEM roots of a private CA's HTTPS certificate; "" is none (the system's).
+func loadCARoot(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("acme: CA root: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("acme: CA root %s holds no PEM certificate", file)
+	}
+	return roots, nil
+}
+
+// listenHTTP01 opens the HTTP-01 server's port. When it cannot and TLS-ALPN-01 is allowed, HTTP-01
+// is switched off with a warning; when TLS-ALPN-01 is not, that is an *Error.
+func (m *Manager) listenHTTP01() error {
+	ln, err := net.Listen("tcp", m.opts.HTTPAddr)
+	switch {
+	case err != nil && !m.tlsALPN:
+		return &Error{Step: "open the HTTP-01 server on " + m.opts.HTTPAddr, Err: err,
+			Fix: "free that port (another web server?) or allow tls-alpn-01 on the Trojan port; binding port 80 needs root or CAP_NET_BIND_SERVICE"}
+	case err != nil:
+		m.log.Warn("HTTP-01 is off: cannot listen for it; certificates come by TLS-ALPN-01 on the Trojan port only",
+			"http_listen", m.opts.HTTPAddr, "err", err)
+		m.http01 = false
+	default:
+		m.httpLn = ln
+		m.httpAddr = ln.Addr().String()
+	}
+	return nil
+}
+
+// newCertmagic sets up certmagic's cache, config and ACME issuer: our storage, our challenge
+// listeners, the configured CA only, and no prompt on the terminal.
+func (m *Manager) newCertmagic(roots *x509.CertPool) {
 	zl := zapLogger(m.log)
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return m.magic, nil },
@@ -229,27 +259,29 @@ func (m *Manager) Start(ctx context.Context) error {
 		// wait for input, so its pre-check never prompts.
 		m.magic.Issuers = []certmagic.Issuer{noPrompt{m.issuer}}
 	}
+}
 
-	if m.httpLn != nil {
-		m.httpSrv = &http.Server{
-			Handler:           http.HandlerFunc(m.serveHTTP),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       20 * time.Second,
-			WriteTimeout:      20 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+// serveHTTP01 serves the HTTP-01 challenges (and the redirect to https) on m.httpLn, in a goroutine
+// m.wg owns.
+func (m *Manager) serveHTTP01() {
+	m.httpSrv = &http.Server{
+		Handler:           http.HandlerFunc(m.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       20 * time.Second,
+		WriteTimeout:      20 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
+	}
+	m.wg.Go(func() {
+		if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("HTTP-01 server stopped", "err", err)
 		}
-		m.wg.Go(func() {
-			if err := m.httpSrv.Serve(m.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.log.Error("HTTP-01 server stopped", "err", err)
-			}
-		})
-		m.log.Info("HTTP-01 server listening; other requests are redirected to https", "addr", m.httpAddr)
-	}
+	})
+	m.log.Info("HTTP-01 server listening; other requests are redirected to https", "addr", m.httpAddr)
+}
 
-	if err := m.reload(ctx); err == nil {
-		return nil // a certificate from an earlier run
-	}
+// useTemporary makes handshakes get a self-signed certificate (in memory only) until the CA issues one.
+func (m *Manager) useTemporary() error {
 	certPEM, keyPEM, err := tlsconf.GenerateSelfSigned(m.opts.Domains)
 	if err != nil {
 		return fmt.Errorf("acme: temporary certificate: %w", err)

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/bench"
@@ -26,105 +23,34 @@ const benchUsage = "usage: fastrojan bench (-c client.json | --server 'trojan://
 // benchCommand is `fastrojan bench`: time to first byte through a Trojan server with TFO and
 // without, interleaved, against a real server (-c or --server) or in an emulated WAN (--lab RTT).
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	const usage = benchUsage
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, usage)
-		fs.PrintDefaults()
-	}
-	path := fs.String("c", "", "client `config.json` naming the server, password and TLS settings")
-	link := fs.String("server", "", "the server as a trojan:// `LINK` (instead of -c)")
-	url := fs.String("url", "", "http:// `URL` fetched through the server (required unless --lab)")
-	n := fs.Int("n", 200, "measured connections per mode")
-	warmup := fs.Int("warmup", 2, "unmeasured connections per mode first (the first caches the TFO cookie)")
-	conc := fs.Int("concurrency", 1, "connections in flight at once")
-	perConn := fs.Int("requests-per-conn", 1, "HTTP requests per connection (keep-alive); 1 measures new connections only")
-	timeout := fs.Duration("timeout", 10*time.Second, "time limit of one connection")
-	labRTT := fs.Duration("lab", 0, "run self-contained in an emulated WAN with this `RTT` (needs root)")
-	labFault := fs.String("lab-fault", "", "with --lab: "+bench.FaultDropSYNData+" or "+bench.FaultStripTFO)
-	labLoss := fs.String("lab-loss", "", "with --lab: random loss of each direction of the client-server link, e.g. 2% or 0.02")
-	labSeed := fs.Uint64("lab-seed", 0, "with --lab: seed of the link's random loss (0: from the clock)")
-	labQLen := fs.Int("lab-qlen", 0, "with --lab: the server's tcp.fast_open_qlen (default: -c server.json's, else 20)")
-	labExact := fs.Bool("lab-exact-qlen", false, "with --lab: the server's TFO queue is exactly --lab-qlen (fastrojan.tfo.exact_qlen)")
-	mode := fs.String("mode", "both", "modes to measure: both (TFO and plain, interleaved), tfo or plain")
-	warm := fs.Bool("warm", false, "also measure the warm path: new streams on spare connections from the client's pool")
-	asJSON := fs.Bool("json", false, "print the report (with every sample) as JSON")
-	plotFile := fs.String("plot", "", "write the TTFB distribution of both modes to `FILE` (.png or .svg)")
+	fs, f := newBenchFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	bad := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "fastrojan bench: "+format+"\n%s\n", append(a, usage)...)
-		return exitUsage
-	}
 	if fs.NArg() > 0 {
-		return bad("unexpected argument %q", fs.Arg(0))
+		return benchBad(stderr, "unexpected argument %q", fs.Arg(0))
 	}
-	sources := 0
-	labConfig := *labRTT > 0 && *path != "" // -c with --lab: the server config whose queue the lab uses
-	for _, set := range []bool{*path != "" && !labConfig, *link != "", *labRTT > 0} {
-		if set {
-			sources++
-		}
-	}
-	labOnly := *labFault != "" || *labLoss != "" || *labSeed != 0 || *labQLen != 0 || *labExact
-	if msg := benchFlagsProblem(sources, *n, *conc, *perConn, *warmup, *timeout, *labRTT > 0, labOnly, *url, *labFault, *mode, *plotFile); msg != "" {
-		return bad("%s", msg)
+	if msg := f.request().Problem(); msg != "" {
+		return benchBad(stderr, "%s", msg)
 	}
 	log := newLogger(stderr, slog.LevelWarn, "text")
 
 	var opts bench.Options
 	var labInfo *bench.LabInfo
-	switch {
-	case *labRTT > 0:
-		loss, err := parseLoss(*labLoss)
-		if err != nil {
-			return bad("--lab-loss: %v", err)
-		}
-		lopts := bench.LabOptions{Fault: *labFault, QLen: *labQLen, ExactQLen: *labExact}
-		if labConfig {
-			if err := labQueueFromConfig(*path, &lopts); err != nil {
-				fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
-				return exitUsage
-			}
-		}
-		p, err := netlab.OpenPath(netlab.PathOptions{RTT: *labRTT, Loss: loss, Seed: *labSeed})
-		if err != nil {
-			fmt.Fprintf(stderr, "fastrojan bench --lab: %v (the lab needs root on Linux)\n", err)
-			return exitFail
-		}
-		defer p.Lab.Close()
-		lab, err := bench.StartLabWith(p, lopts, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "fastrojan bench --lab: %v\n", err)
-			return exitFail
-		}
-		defer lab.Close()
-		opts, labInfo = lab.Options(), lab.Info()
-		if *url != "" {
-			opts.URL = *url
-		}
-	default:
-		cfg, code := benchConfig(*path, *link, stderr)
+	if f.labRTT > 0 {
+		lab, code := startBenchLab(f, log, stderr)
 		if code != exitOK {
 			return code
 		}
-		tlsCfg, err := tlsconf.ClientTFO(cfg.SSL, cfg.RemoteAddr, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
-			return exitFail
+		defer lab.close()
+		opts, labInfo = lab.opts, lab.info
+	} else {
+		var code int
+		if opts, code = benchRemote(f, log, stderr); code != exitOK {
+			return code
 		}
-		opts = bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: *url}
 	}
-	opts.N, opts.Warmup, opts.Concurrency, opts.RequestsPerConn, opts.Timeout = *n, *warmup, *conc, *perConn, *timeout
-	if *mode != "both" {
-		opts.Modes = []string{*mode}
-	}
-	opts.Warm = *warm
-	if *warmup == 0 {
-		opts.Warmup = -1 // bench.Options: negative means none
-	}
+	f.apply(&opts)
 	prog := bench.NewProgress(stderr)
 	opts.Progress = prog.Update
 	rep, err := bench.Run(ctx, opts)
@@ -137,49 +63,142 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan bench: stopped early: %v\n", err)
 	}
-	return writeBench(rep, *asJSON, *plotFile, stdout, stderr)
+	return writeBench(rep, f.asJSON, f.plotFile, stdout, stderr)
 }
 
-// benchFlagsProblem says what is wrong with bench's flags, "" if nothing. labOnly: a flag that
-// needs --lab was given.
-func benchFlagsProblem(sources, n, conc, perConn, warmup int, timeout time.Duration, lab, labOnly bool, url, labFault, mode, plotFile string) string {
-	switch {
-	case sources != 1:
-		return "give exactly one of -c, --server and --lab"
-	case n < 1 || conc < 1 || perConn < 1 || warmup < 0 || timeout <= 0:
-		return "-n, --concurrency and --requests-per-conn must be ≥ 1, --warmup ≥ 0"
-	case !lab && url == "":
-		return "--url is required with -c or --server"
-	case labOnly && !lab:
-		return "--lab-fault, --lab-loss, --lab-seed, --lab-qlen and --lab-exact-qlen need --lab"
-	case mode != "both" && mode != bench.ModeTFO && mode != bench.ModePlain:
-		return "--mode wants both, tfo or plain"
-	case plotFile != "" && !strings.HasSuffix(plotFile, ".png") && !strings.HasSuffix(plotFile, ".svg"):
-		return "--plot wants a .png or .svg file name"
-	}
-	if _, err := bench.ParseFault(labFault); err != nil {
-		return err.Error()
-	}
-	return ""
+// benchBad reports a usage error with bench's usage and returns exitUsage.
+func benchBad(stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, "fastrojan bench: "+format+"\n%s\n", append(a, benchUsage)...)
+	return exitUsage
 }
 
-// labQueueFromConfig sets the lab server's TFO queue from a server config file: only its queue
-// settings matter, so it is decoded strictly but not validated as a whole. --lab-qlen wins.
-func labQueueFromConfig(path string, lopts *bench.LabOptions) error {
-	raw, err := os.ReadFile(path)
+// benchFlags are bench's command-line flags.
+type benchFlags struct {
+	path, link, url          string
+	n, warmup, conc, perConn int
+	timeout, labRTT          time.Duration
+	labFault, labLoss        string
+	labSeed                  uint64
+	labQLen                  int
+	labExact, warm, asJSON   bool
+	mode, plotFile           string
+}
+
+// newBenchFlags defines bench's flags on a flag set that reports to stderr.
+func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	f := &benchFlags{}
+	fs.StringVar(&f.path, "c", "", "client `config.json` naming the server, password and TLS settings")
+	fs.StringVar(&f.link, "server", "", "the server as a trojan:// `LINK` (instead of -c)")
+	fs.StringVar(&f.url, "url", "", "http:// `URL` fetched through the server (required unless --lab)")
+	fs.IntVar(&f.n, "n", 200, "measured connections per mode")
+	fs.IntVar(&f.warmup, "warmup", 2, "unmeasured connections per mode first (the first caches the TFO cookie)")
+	fs.IntVar(&f.conc, "concurrency", 1, "connections in flight at once")
+	fs.IntVar(&f.perConn, "requests-per-conn", 1, "HTTP requests per connection (keep-alive); 1 measures new connections only")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "time limit of one connection")
+	fs.DurationVar(&f.labRTT, "lab", 0, "run self-contained in an emulated WAN with this `RTT` (needs root)")
+	fs.StringVar(&f.labFault, "lab-fault", "", "with --lab: "+bench.FaultDropSYNData+" or "+bench.FaultStripTFO)
+	fs.StringVar(&f.labLoss, "lab-loss", "", "with --lab: random loss of each direction of the client-server link, e.g. 2% or 0.02")
+	fs.Uint64Var(&f.labSeed, "lab-seed", 0, "with --lab: seed of the link's random loss (0: from the clock)")
+	fs.IntVar(&f.labQLen, "lab-qlen", 0, "with --lab: the server's tcp.fast_open_qlen (default: -c server.json's, else 20)")
+	fs.BoolVar(&f.labExact, "lab-exact-qlen", false, "with --lab: the server's TFO queue is exactly --lab-qlen (fastrojan.tfo.exact_qlen)")
+	fs.StringVar(&f.mode, "mode", "both", "modes to measure: both (TFO and plain, interleaved), tfo or plain")
+	fs.BoolVar(&f.warm, "warm", false, "also measure the warm path: new streams on spare connections from the client's pool")
+	fs.BoolVar(&f.asJSON, "json", false, "print the report (with every sample) as JSON")
+	fs.StringVar(&f.plotFile, "plot", "", "write the TTFB distribution of both modes to `FILE` (.png or .svg)")
+	return fs, f
+}
+
+// labConfig says whether -c came with --lab: then it is the server config whose queue the lab uses.
+func (f *benchFlags) labConfig() bool { return f.labRTT > 0 && f.path != "" }
+
+// request is what the flags ask for, for bench.Request.Problem.
+func (f *benchFlags) request() bench.Request {
+	sources := 0
+	for _, set := range []bool{f.path != "" && !f.labConfig(), f.link != "", f.labRTT > 0} {
+		if set {
+			sources++
+		}
+	}
+	labOnly := f.labFault != "" || f.labLoss != "" || f.labSeed != 0 || f.labQLen != 0 || f.labExact
+	return bench.Request{Sources: sources, N: f.n, Warmup: f.warmup, Concurrency: f.conc, PerConn: f.perConn,
+		Timeout: f.timeout, Lab: f.labRTT > 0, LabOnly: labOnly, URL: f.url, Fault: f.labFault, Mode: f.mode, Plot: f.plotFile}
+}
+
+// apply sets the run's counts, modes and limits from the flags.
+func (f *benchFlags) apply(opts *bench.Options) {
+	opts.N, opts.Warmup, opts.Concurrency, opts.RequestsPerConn, opts.Timeout = f.n, f.warmup, f.conc, f.perConn, f.timeout
+	if f.mode != "both" {
+		opts.Modes = []string{f.mode}
+	}
+	opts.Warm = f.warm
+	if f.warmup == 0 {
+		opts.Warmup = -1 // bench.Options: negative means none
+	}
+}
+
+// benchLab is a running --lab: the emulated path, the server in it, and the options to measure it.
+type benchLab struct {
+	path *netlab.Path
+	lab  *bench.Lab
+	opts bench.Options
+	info *bench.LabInfo
+}
+
+// startBenchLab opens the emulated WAN of --lab and starts the server and origin in it.
+func startBenchLab(f *benchFlags, log *slog.Logger, stderr io.Writer) (*benchLab, int) {
+	loss, err := bench.ParseLoss(f.labLoss)
 	if err != nil {
-		return err
+		return nil, benchBad(stderr, "--lab-loss: %v", err)
 	}
-	cfg, err := config.Decode(raw, path)
+	lopts := bench.LabOptions{Fault: f.labFault, QLen: f.labQLen, ExactQLen: f.labExact}
+	if f.labConfig() {
+		if err := lopts.QueueFromConfig(f.path); err != nil {
+			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
+			return nil, exitUsage
+		}
+	}
+	p, err := netlab.OpenPath(netlab.PathOptions{RTT: f.labRTT, Loss: loss, Seed: f.labSeed})
 	if err != nil {
-		return err
+		fmt.Fprintf(stderr, "fastrojan bench --lab: %v (the lab needs root on Linux)\n", err)
+		return nil, exitFail
 	}
-	q, exact := cfg.TFOQueue()
-	if lopts.QLen == 0 {
-		lopts.QLen = q
+	lab, err := bench.StartLabWith(p, lopts, log)
+	if err != nil {
+		p.Lab.Close()
+		fmt.Fprintf(stderr, "fastrojan bench --lab: %v\n", err)
+		return nil, exitFail
 	}
-	lopts.ExactQLen = lopts.ExactQLen || exact
-	return nil
+	bl := &benchLab{path: p, lab: lab, opts: lab.Options(), info: lab.Info()}
+	if f.url != "" {
+		bl.opts.URL = f.url
+	}
+	return bl, exitOK
+}
+
+// close stops the server and origin, then the emulated path.
+func (b *benchLab) close() {
+	b.lab.Close()
+	b.path.Lab.Close()
+}
+
+// benchRemote is the options to measure a real server, named by -c or --server.
+func benchRemote(f *benchFlags, log *slog.Logger, stderr io.Writer) (bench.Options, int) {
+	cfg, code := benchConfig(f.path, f.link, stderr)
+	if code != exitOK {
+		return bench.Options{}, code
+	}
+	tlsCfg, err := tlsconf.ClientTFO(cfg.SSL, cfg.RemoteAddr, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
+		return bench.Options{}, exitFail
+	}
+	return bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: f.url}, exitOK
 }
 
 // benchConfig is the client config of the server to measure: from -c FILE or --server LINK.
@@ -229,23 +248,4 @@ func writeBench(rep *bench.Report, asJSON bool, plotFile string, stdout, stderr 
 		return exitFail
 	}
 	return exitOK
-}
-
-// parseLoss reads a loss probability: "2%" or "0.02"; "" is none.
-func parseLoss(s string) (float64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	pct := strings.HasSuffix(s, "%")
-	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a number", s)
-	}
-	if pct {
-		v /= 100
-	}
-	if v < 0 || v > 1 {
-		return 0, fmt.Errorf("%q is outside 0..100%%", s)
-	}
-	return v, nil
 }

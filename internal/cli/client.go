@@ -37,7 +37,7 @@ func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "fastrojan client: %v\n", err)
 		return exitUsage
 	}
-	host, port, err := splitHostPort(*listenAddr)
+	host, port, err := config.SplitHostPort(*listenAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "fastrojan client: --listen: %v\n", err)
 		return exitUsage

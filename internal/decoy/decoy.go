@@ -149,78 +149,14 @@ type requestLine struct {
 }
 
 // parseRequestLine parses the request line at b[start:]. A Verdict with Kind More or Answer ends the
-// judgement early.
-func parseRequestLine(b []byte, start int) (requestLine, Verdict, bool) {
-	var rl requestLine
-	i := start
-	for i < len(b) && (isUpper(b[i]) || b[i] == '_' || b[i] == '-') {
-		i++
+// judgement early; rl then holds what was read before it (judgeHTTP needs the method).
+func parseRequestLine(b []byte, start int) (rl requestLine, v Verdict, ok bool) {
+	i, v, ok := parseMethod(b, start, &rl)
+	if !ok {
+		return rl, v, false
 	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	if b[i] != ' ' || i == start {
-		return rl, bad(), false
-	}
-	rl.method = string(b[start:i])
-	for i < len(b) && b[i] == ' ' {
-		i++
-	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	// The URI: a path, or scheme://host[:port][path].
-	if isAlpha(b[i]) {
-		for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '+' || b[i] == '-' || b[i] == '.') {
-			i++
-		}
-		for _, want := range []byte("://") {
-			if i == len(b) {
-				return rl, more(b, start), false
-			}
-			if b[i] != want {
-				return rl, bad(), false
-			}
-			i++
-		}
-		hs := i
-		for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '.' || b[i] == '-' || b[i] == '_') {
-			i++
-		}
-		if i < len(b) && b[i] == ':' {
-			i++
-			for i < len(b) && isDigit(b[i]) {
-				i++
-			}
-		}
-		if i == len(b) {
-			return rl, more(b, start), false
-		}
-		if i == hs {
-			return rl, bad(), false
-		}
-		switch b[i] {
-		case '/':
-		case ' ':
-			rl.path = []byte("/")
-		default:
-			return rl, bad(), false
-		}
-	} else if b[i] != '/' {
-		return rl, bad(), false
-	}
-	ps := i
-	for i < len(b) && b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
-		if isCtl(b[i]) {
-			return rl, bad(), false
-		}
-		i++
-	}
-	if i == len(b) {
-		return rl, more(b, start), false
-	}
-	if rl.path == nil {
-		rl.path = b[ps:i]
+	if i, v, ok = parseURI(b, start, i, &rl); !ok {
+		return rl, v, false
 	}
 	if b[i] != ' ' { // CR or LF right after the URI: HTTP/0.9
 		if b[i] == '\r' {
@@ -235,57 +171,162 @@ func parseRequestLine(b []byte, start int) (requestLine, Verdict, bool) {
 		rl.http09, rl.end = true, i+1
 		return rl, Verdict{}, true
 	}
+	if v, ok = parseVersion(b, start, i, &rl); !ok {
+		return rl, v, false
+	}
+	return rl, Verdict{}, true
+}
+
+// parseMethod reads the method at b[start:] and the spaces after it, and returns the index of the
+// URI's first byte.
+func parseMethod(b []byte, start int, rl *requestLine) (int, Verdict, bool) {
+	i := start
+	for i < len(b) && (isUpper(b[i]) || b[i] == '_' || b[i] == '-') {
+		i++
+	}
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if b[i] != ' ' || i == start {
+		return i, bad(), false
+	}
+	rl.method = string(b[start:i])
 	for i < len(b) && b[i] == ' ' {
 		i++
 	}
-	for _, want := range []byte("HTTP/") {
-		if i == len(b) {
-			return rl, more(b, start), false
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	return i, Verdict{}, true
+}
+
+// parseURI reads the URI at b[i:] — a path, or scheme://host[:port][path] — into rl.path, and
+// returns the index of the space, CR or LF that ends it.
+func parseURI(b []byte, start, i int, rl *requestLine) (int, Verdict, bool) {
+	if isAlpha(b[i]) {
+		var v Verdict
+		var ok bool
+		if i, v, ok = parseSchemeHost(b, start, i, rl); !ok {
+			return i, v, false
 		}
-		if b[i] != want {
-			return rl, bad(), false
+	} else if b[i] != '/' {
+		return i, bad(), false
+	}
+	ps := i
+	for i < len(b) && b[i] != ' ' && b[i] != '\r' && b[i] != '\n' {
+		if isCtl(b[i]) {
+			return i, bad(), false
 		}
 		i++
 	}
-	var ok bool
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if rl.path == nil {
+		rl.path = b[ps:i]
+	}
+	return i, Verdict{}, true
+}
+
+// parseSchemeHost reads the scheme://host[:port] of an absolute URI at b[i:] and returns the index
+// after it: a '/' starting the path, or the space ending a URI without one (its path is "/").
+func parseSchemeHost(b []byte, start, i int, rl *requestLine) (int, Verdict, bool) {
+	for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '+' || b[i] == '-' || b[i] == '.') {
+		i++
+	}
+	i, v, ok := expect(b, start, i, "://")
+	if !ok {
+		return i, v, false
+	}
+	hs := i
+	for i < len(b) && (isAlpha(b[i]) || isDigit(b[i]) || b[i] == '.' || b[i] == '-' || b[i] == '_') {
+		i++
+	}
+	if i < len(b) && b[i] == ':' {
+		i++
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i == len(b) {
+		return i, more(b, start), false
+	}
+	if i == hs {
+		return i, bad(), false
+	}
+	switch b[i] {
+	case '/':
+	case ' ':
+		rl.path = []byte("/")
+	default:
+		return i, bad(), false
+	}
+	return i, Verdict{}, true
+}
+
+// parseVersion reads the spaces after the URI at b[i:], "HTTP/major.minor", trailing spaces and the
+// line end, and sets rl's version and end.
+func parseVersion(b []byte, start, i int, rl *requestLine) (Verdict, bool) {
+	for i < len(b) && b[i] == ' ' {
+		i++
+	}
+	i, v, ok := expect(b, start, i, "HTTP/")
+	if !ok {
+		return v, false
+	}
 	if rl.major, i, ok = digits(b, i); !ok {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if rl.major < 0 {
-		return rl, bad(), false
+		return bad(), false
 	}
 	if rl.major > 1 {
-		return rl, answer(PageVersion), false
+		return answer(PageVersion), false
 	}
 	if i == len(b) {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if b[i] != '.' {
-		return rl, bad(), false
+		return bad(), false
 	}
 	if rl.minor, i, ok = digits(b, i+1); !ok {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if rl.minor < 0 {
-		return rl, bad(), false
+		return bad(), false
 	}
 	for i < len(b) && b[i] == ' ' {
 		i++
 	}
 	if i == len(b) {
-		return rl, more(b, start), false
+		return more(b, start), false
 	}
 	if b[i] == '\r' {
 		i++
 		if i == len(b) {
-			return rl, more(b, start), false
+			return more(b, start), false
 		}
 	}
 	if b[i] != '\n' {
-		return rl, bad(), false
+		return bad(), false
 	}
 	rl.end = i + 1
-	return rl, Verdict{}, true
+	return Verdict{}, true
+}
+
+// expect reads the literal lit at b[i:] and returns the index after it; a different byte is a bad
+// request, and b ending inside lit asks for more.
+func expect(b []byte, start, i int, lit string) (int, Verdict, bool) {
+	for _, want := range []byte(lit) {
+		if i == len(b) {
+			return i, more(b, start), false
+		}
+		if b[i] != want {
+			return i, bad(), false
+		}
+		i++
+	}
+	return i, Verdict{}, true
 }
 
 // digits reads 1-3 decimal digits at b[i:] (nginx refuses versions above 999). n is -1 for no digit or
@@ -347,6 +388,8 @@ func unhex(c byte) int {
 	return -1
 }
 
+// judgeHTTP is what nginx answers to the plain-HTTP request at the start of b (leading blank lines
+// skipped): More while the request line or headers are incomplete, else the page it sends.
 func judgeHTTP(b []byte) Verdict {
 	i := 0
 	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
@@ -373,24 +416,53 @@ func judgeHTTP(b []byte) Verdict {
 	if pathEscapesRoot(rl.path) {
 		return bad()
 	}
-	// Header lines. An error found here is answered like the others, but nginx knows the method and
-	// the user agent (if its line came first) by now.
-	var padding bool
-	headerErr := func(p Page) Verdict {
-		return Verdict{Kind: Answer, Page: p, Head: rl.method == "HEAD", Padding: padding}
+	head := rl.method == "HEAD"
+	h, v, ok := parseHeaders(b, rl.end, head)
+	if !ok {
+		return v
 	}
-	var hosts int
-	var host []byte
-	var contentLength int64 = -1
-	var chunked bool
-	i = rl.end
+	switch {
+	case h.hosts > 1, h.hosts == 1 && !validHost(h.host):
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case h.hosts == 0 && rl.minor >= 1 && rl.major == 1:
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case h.chunked && h.contentLength >= 0:
+		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: h.padding}
+	case rl.method == "TRACE":
+		return Verdict{Kind: Answer, Page: PageNotAllowed, Padding: h.padding}
+	}
+	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: head, Padding: h.padding}
+	if h.contentLength > 0 {
+		v.BodyPending = max(0, h.contentLength-int64(len(b)-h.end))
+	}
+	return v
+}
+
+// headers is what judgeHTTP keeps of the header lines.
+type headers struct {
+	padding       bool // the User-Agent gets msie_padding (paddedAgent)
+	hosts         int  // Host lines seen
+	host          []byte
+	contentLength int64 // -1: none
+	chunked       bool
+	end           int // index after the blank line
+}
+
+// parseHeaders reads the header lines at b[i:] up to the blank line that ends them. An error found
+// here is answered like the others, but nginx knows the method (head: HEAD) and the user agent (if
+// its line came first) by now; ok is false with that answer, or with More.
+func parseHeaders(b []byte, i int, head bool) (h headers, v Verdict, ok bool) {
+	h.contentLength = -1
+	headerErr := func(p Page) (headers, Verdict, bool) {
+		return h, Verdict{Kind: Answer, Page: p, Head: head, Padding: h.padding}, false
+	}
 	for {
 		le := bytes.IndexByte(b[i:], '\n')
 		if le < 0 {
 			if len(b)-i > MaxLine || len(b) > MaxHeader {
 				return headerErr(PageHeaderTooLarge)
 			}
-			return Verdict{Kind: More}
+			return h, Verdict{Kind: More}, false
 		}
 		line := b[i : i+le]
 		i += le + 1
@@ -401,59 +473,52 @@ func judgeHTTP(b []byte) Verdict {
 			line = line[:n-1]
 		}
 		if len(line) == 0 {
-			break
+			h.end = i
+			return h, Verdict{}, true
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		if !h.field(line) {
 			return headerErr(PageBadRequest)
-		}
-		name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-		for _, c := range name {
-			if c <= 0x20 || c == 0x7f {
-				return headerErr(PageBadRequest)
-			}
-		}
-		if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
-			return headerErr(PageBadRequest)
-		}
-		switch {
-		case bytes.EqualFold(name, []byte("User-Agent")):
-			padding = paddedAgent(value)
-		case bytes.EqualFold(name, []byte("Host")):
-			hosts++
-			host = value
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if contentLength >= 0 {
-				return headerErr(PageBadRequest)
-			}
-			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 {
-				return headerErr(PageBadRequest)
-			}
-			contentLength = n
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			if !bytes.EqualFold(value, []byte("chunked")) {
-				return headerErr(PageBadRequest)
-			}
-			chunked = true
 		}
 	}
-	head := rl.method == "HEAD"
+}
+
+// field takes in one header line (without its line end); false: nginx answers 400.
+func (h *headers) field(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return false
+	}
+	name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
+	for _, c := range name {
+		if c <= 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		return false
+	}
 	switch {
-	case hosts > 1, hosts == 1 && !validHost(host):
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case hosts == 0 && rl.minor >= 1 && rl.major == 1:
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case chunked && contentLength >= 0:
-		return Verdict{Kind: Answer, Page: PageBadRequest, Head: head, Padding: padding}
-	case rl.method == "TRACE":
-		return Verdict{Kind: Answer, Page: PageNotAllowed, Padding: padding}
+	case bytes.EqualFold(name, []byte("User-Agent")):
+		h.padding = paddedAgent(value)
+	case bytes.EqualFold(name, []byte("Host")):
+		h.hosts++
+		h.host = value
+	case bytes.EqualFold(name, []byte("Content-Length")):
+		if h.contentLength >= 0 {
+			return false
+		}
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil || n < 0 {
+			return false
+		}
+		h.contentLength = n
+	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		if !bytes.EqualFold(value, []byte("chunked")) {
+			return false
+		}
+		h.chunked = true
 	}
-	v = Verdict{Kind: Answer, Page: PagePlainHTTP, Head: head, Padding: padding}
-	if contentLength > 0 {
-		v.BodyPending = max(0, contentLength-int64(len(b)-i))
-	}
-	return v
+	return true
 }
 
 // paddedAgent is nginx's test for msie_padding: an MSIE user agent (not Opera), or a Chrome one that

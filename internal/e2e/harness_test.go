@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -325,4 +326,15 @@ func waitOutput(t *testing.T, p *proc, re *regexp.Regexp) string {
 	}
 	t.Fatalf("no %s after 60 s:\n%s", re, p.Output())
 	return ""
+}
+
+// metric returns the value of the sample whose name and labels are exactly series, or -1.
+func metric(body, series string) float64 {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,17 +83,6 @@ func scrapeIn(t *testing.T, h *netlab.Host, addr string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// metric returns the value of the sample whose name and labels are exactly series, or -1.
-func metric(body, series string) float64 {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
-	m := re.FindStringSubmatch(body)
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
 }
 
 // The shipped binary, configured only through config.json (tcp.fast_open and the metrics address),

@@ -138,15 +138,26 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		s.serveNonTLS(c, first[:], l)
 		return
 	}
+	tc, ok := s.handshake(c, first[:], l)
+	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
+	if !ok {
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	s.serveRequest(c, tc, l)
+}
 
-	var under net.Conn = &replayConn{Conn: c, pending: first[:]}
+// handshake runs the TLS handshake on c, whose first byte was already read. ok is false when the
+// connection ends there: a failed handshake (relayed raw to tls_site if it is one we refuse) or an
+// ACME CA's TLS-ALPN-01 check. The caller closes tc either way.
+func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, ok bool) {
+	var under net.Conn = &replayConn{Conn: c, pending: first}
 	var held *heldConn // with tls_site: a handshake we refuse goes there raw (refused.go)
 	if s.opts.TLSSite != "" {
 		held = &heldConn{Conn: under}
 		under = held
 	}
-	tc := tls.Server(under, s.opts.TLSConfig)
-	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
+	tc = tls.Server(under, s.opts.TLSConfig)
 	hsStart := time.Now()
 	err := tc.Handshake()
 	if err == nil && held != nil {
@@ -157,20 +168,24 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		s.tlsFailures.Add(1)
 		if held.refused(err) {
 			s.relayTLSSite(c, held.seen, l)
-			return
+			return tc, false
 		}
 		l.outcome, l.err = outTLSFailed, err
-		return
+		return tc, false
 	}
 	l.handshake = time.Since(hsStart)
 	if tc.ConnectionState().NegotiatedProtocol == acmeTLS1 {
 		// An ACME CA checking a TLS-ALPN-01 challenge: the handshake was the answer, and the CA
 		// closes without sending anything (RFC 8737 §3).
 		l.outcome = outACMEChallenge
-		return
+		return tc, false
 	}
-	_ = c.SetDeadline(time.Time{})
+	return tc, true
+}
 
+// serveRequest reads the Trojan request from tc and serves it: an authenticated request as its
+// command asks, anything else by the fallback.
+func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) {
 	rb := getRequestBuf()
 	defer rb.release()
 	buf := rb.b
@@ -191,25 +206,7 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		v := classify(buf[:n], s.opts.Users)
 		switch v.kind {
 		case verdictConnect:
-			sess, ok := s.beginSession(c, v.user)
-			if !ok { // deleted or over quota since the lookup: as an unknown password
-				l.reason = "unknown password"
-				s.fallback(tc, buf[:n], rb, l)
-				return
-			}
-			defer sess.End()
-			l.sess = sess
-			l.user, l.dest = v.user.Name, v.req.Dest.String()
-			s.authenticated.Add(1)
-			switch v.req.Cmd {
-			case trojan.CmdUDPAssociate:
-				s.udpAssociate(tc, buf[v.hdrLen:n], rb, l)
-				return
-			case trojan.CmdMux:
-				s.serveMux(tc, buf[v.hdrLen:n], rb, l)
-				return
-			}
-			s.connect(tc, v.req, buf[v.hdrLen:n], rb, l)
+			s.serveAuthenticated(c, tc, v, buf[:n], rb, l)
 			return
 		case verdictFallback:
 			l.reason = v.reason
@@ -231,6 +228,30 @@ func (s *Server) serveConn(c net.Conn, l *connLog) {
 		}
 		s.fallback(tc, buf[:n], rb, l)
 		return
+	}
+}
+
+// serveAuthenticated serves a request with a known password (read so far: req, in rb) within the
+// user's session: CONNECT, UDP ASSOCIATE or mux.
+func (s *Server) serveAuthenticated(c net.Conn, tc *tls.Conn, v verdict, req []byte, rb *requestBuf, l *connLog) {
+	sess, ok := s.beginSession(c, v.user)
+	if !ok { // deleted or over quota since the lookup: as an unknown password
+		l.reason = "unknown password"
+		s.fallback(tc, req, rb, l)
+		return
+	}
+	defer sess.End()
+	l.sess = sess
+	l.user, l.dest = v.user.Name, v.req.Dest.String()
+	s.authenticated.Add(1)
+	payload := req[v.hdrLen:]
+	switch v.req.Cmd {
+	case trojan.CmdUDPAssociate:
+		s.udpAssociate(tc, payload, rb, l)
+	case trojan.CmdMux:
+		s.serveMux(tc, payload, rb, l)
+	default:
+		s.connect(tc, v.req, payload, rb, l)
 	}
 }
 

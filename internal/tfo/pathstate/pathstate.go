@@ -330,6 +330,13 @@ func (t *Table) Report(r Result) {
 	if !r.Plan.TFO {
 		return
 	}
+	s.count(r, now)
+	t.judge(addr, s, r, now)
+}
+
+// count adds a TFO connection's result to the server's counters: races and their winners,
+// outcomes, the last loss seen, the streak without a cookie, the accepted handshake's average.
+func (s *server) count(r Result, now time.Time) {
 	if r.Plan.Probe {
 		s.probe = time.Time{}
 	}
@@ -363,7 +370,11 @@ func (t *Table) Report(r Result) {
 			s.accepted += (r.Handshake - s.accepted) / 4
 		}
 	}
+}
 
+// judge moves the server's state on a TFO connection's result: what the winner and the outcome say
+// about the path.
+func (t *Table) judge(addr string, s *server, r Result, now time.Time) {
 	switch {
 	case r.Outcome == tfo.SYNDataDropped:
 		t.dropped(addr, s, r, "the kernel saw the SYN with data go unanswered and retried without data", now)
@@ -377,21 +388,7 @@ func (t *Table) Report(r Result) {
 		s.drops = 0
 		s.dataThrough = true
 	case r.Winner == WonPlain:
-		// The SYN was answered but the handshake stalled: a middlebox, random loss, or a slow server.
-		s.drops = 0
-		if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastStall) && s.state != Probing {
-			break // it ran alongside the last counted stall: one sample (see dropped)
-		}
-		s.stalls++
-		s.lastStall = now
-		switch {
-		case s.state == Probing:
-			t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
-		case s.stalls >= t.opts.StallsToDisable:
-			t.disable(addr, s, "TFO handshakes stalled "+strconv.Itoa(s.stalls)+" times in a row while plain connections finished first", now)
-		case s.state == Working && !s.dataThrough:
-			t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
-		}
+		t.stalled(addr, s, r, now)
 	case r.Winner == WonTFO && (r.Outcome == tfo.Accepted || r.Outcome == tfo.DataNotAccepted):
 		// The SYN with data was answered: the path lets it through.
 		s.backoff = 0
@@ -411,6 +408,25 @@ func (t *Table) Report(r Result) {
 			t.set(addr, s, Working, "no TFO cookie from the server after "+strconv.Itoa(s.noCookie)+
 				" connections: the path strips the TFO option or the server has TFO off; TFO costs nothing here but saves nothing", now)
 		}
+	}
+}
+
+// stalled takes a race a plain connection won after the SYN with data was answered but its
+// handshake stalled: a middlebox, random loss, or a slow server.
+func (t *Table) stalled(addr string, s *server, r Result, now time.Time) {
+	s.drops = 0
+	if !r.Plan.Start.IsZero() && r.Plan.Start.Before(s.lastStall) && s.state != Probing {
+		return // it ran alongside the last counted stall: one sample (see dropped)
+	}
+	s.stalls++
+	s.lastStall = now
+	switch {
+	case s.state == Probing:
+		t.disable(addr, s, "the TFO probe's handshake stalled while a plain connection finished first", now)
+	case s.stalls >= t.opts.StallsToDisable:
+		t.disable(addr, s, "TFO handshakes stalled "+strconv.Itoa(s.stalls)+" times in a row while plain connections finished first", now)
+	case s.state == Working && !s.dataThrough:
+		t.set(addr, s, Suspect, "a TFO handshake stalled and a plain connection finished first", now)
 	}
 }
 
