@@ -66,7 +66,9 @@ func lossyLab(t *testing.T, opts netlab.PathOptions, gfw bool) (*netlab.Path, st
 			"tcp": map[string]any{"fast_open": true}}
 	}
 	ours := ccfg(1080, 443)
-	ours["fastrojan"] = map[string]any{"metrics_listen": "127.0.0.1:9401"}
+	// One connection per fetch, as trojan-gfw opens: each fetch is one TFO attempt (spares would
+	// carry most fetches without a new connection; the warm path has tests of its own).
+	ours["fastrojan"] = map[string]any{"metrics_listen": "127.0.0.1:9401", "pool": map[string]any{"spares": 0}}
 	srv := startIn(t, p.Server, writeJSON(t, dir, "server.json", scfg(443)))
 	cli := startIn(t, p.Client, writeJSON(t, dir, "client.json", ours))
 	waitIn(t, p.Server, srv, server+":443")
