@@ -103,11 +103,12 @@ func TestStreamOnDeadSpareIsRetried(t *testing.T) {
 			t.Fatal("no request reached the server")
 		}
 	}
-	talk("first")                      // its own connection; a spare is opened after it
-	time.Sleep(400 * time.Millisecond) // the spare idles: the server will drop it
+	talk("first")                      // its own connection, or the spare its arrival opened (on loopback that may be ready first)
+	time.Sleep(400 * time.Millisecond) // the spare opened after it idles: the server will drop it
 	talk("second")                     // takes the spare, is dropped, is sent again
 	st := p.Stats()
-	if st.Hits != 1 || st.Retried != 1 {
+	// Only a stream that rode a spare is ever sent again: Retried 1 is the second stream's retry.
+	if st.Retried != 1 || st.Hits+st.Joined < 1 {
 		t.Fatalf("pool stats %+v: want the second stream on the spare and retried once", st)
 	}
 }
