@@ -143,8 +143,16 @@ func TestForwardTCPAndUDP(t *testing.T) {
 			}
 		}
 	}
-	if st := env.client.Stats().UDP; st.Sessions != 2 || st.DatagramsUp != 6 || st.DatagramsDown != 6 {
-		t.Fatalf("UDP stats %+v", st)
+	// A datagram is counted after its write returns, which may be after its echo came back: wait a
+	// moment for the counters to settle.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st := env.client.Stats().UDP
+		if st.Sessions == 2 && st.DatagramsUp == 6 && st.DatagramsDown == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("UDP stats %+v", st)
+		}
 	}
 	// Every Trojan connection, TCP or UDP, went through the outbound's dialer (TFO's hook).
 	if n := env.dials.Load(); n != 3 {
