@@ -25,13 +25,7 @@ const (
 func (r *runner) newWarmPool() *pool.Pool {
 	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout,
 		DialTFO: r.opts.DialTFO, Paths: r.opts.Paths, DialPlain: r.opts.DialPlain}
-	return pool.New(func(ctx context.Context) (net.Conn, error) {
-		c, err := ob.Handshake(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}, pool.Options{Spares: pool.DefaultSpares, DialTimeout: r.opts.Timeout})
+	return pool.New(ob.Open, pool.Options{Spares: pool.DefaultSpares, DialTimeout: r.opts.Timeout})
 }
 
 // warmConn opens a stream on a spare (or its own connection) and sends the request with payload.

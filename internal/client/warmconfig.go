@@ -1,9 +1,7 @@
 package client
 
 import (
-	"context"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,13 +20,7 @@ func poolFromConfig(cfg *config.Config, out *outbound.Trojan, log *slog.Logger, 
 		return nil
 	}
 	pc := cfg.Fastrojan.Pool
-	p := pool.New(func(ctx context.Context) (net.Conn, error) {
-		conn, err := out.Handshake(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return conn, nil
-	}, pool.Options{
+	p := pool.New(out.Open, pool.Options{
 		Spares:      pc.Spares,
 		Linger:      time.Duration(pc.Linger),
 		MaxAge:      time.Duration(pc.MaxAge),
@@ -81,14 +73,7 @@ func muxFromConfig(cfg *config.Config, out *outbound.Trojan, log *slog.Logger, m
 	if !cfg.Mux.Enabled {
 		return nil
 	}
-	dial := func(ctx context.Context) (net.Conn, error) {
-		conn, err := out.Handshake(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return conn, nil
-	}
-	mc := mux.NewClient(dial, out.Hash, mux.ClientOptions{
+	mc := mux.NewClient(out.Open, out.Hash, mux.ClientOptions{
 		Concurrency: cfg.Mux.Concurrency,
 		IdleTimeout: time.Duration(cfg.Mux.IdleTimeout) * time.Second,
 		Logger:      log,

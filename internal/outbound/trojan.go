@@ -180,3 +180,12 @@ func (t *Trojan) Connect(ctx context.Context, dest trojan.Addr, payload []byte) 
 	}
 	return conn, nil
 }
+
+// Open is Handshake as a net.Conn: a pool's or a mux session's dial (no typed nil on failure).
+func (t *Trojan) Open(ctx context.Context) (net.Conn, error) {
+	conn, err := t.Handshake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
