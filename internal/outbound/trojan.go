@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/relay"
 	"github.com/fastrojan/fastrojan/internal/tfo"
 	"github.com/fastrojan/fastrojan/internal/tfo/pathstate"
 	"github.com/fastrojan/fastrojan/internal/trojan"
@@ -86,7 +87,7 @@ func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.
 	if dialed != nil {
 		dialed()
 	}
-	conn := tls.Client(a.fw, cfg)
+	conn := tls.Client(relay.Batch(a.fw, raw), cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):

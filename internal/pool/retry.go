@@ -120,7 +120,7 @@ func (r *Retry) Write(b []byte) (int, error) {
 		r.replay = nil
 	}
 	c := r.conn()
-	n, err := c.Write(b)
+	n, err := relay.WriteChunk(c, b)
 	if err != nil && !r.answered.Load() && r.retryLocked(c, err) {
 		return len(b), nil // b went out on the fresh connection with the replay
 	}
@@ -216,4 +216,13 @@ func (r *Retry) SetWriteDeadline(t time.Time) error {
 	defer r.dmu.Unlock()
 	r.wd = t
 	return r.cur.SetWriteDeadline(t)
+}
+
+// Batch names the BatchConn below the connection once the server has answered, when the connection
+// can no longer change, so the relay may read it ahead (relay.BatchOf); nil before.
+func (r *Retry) Batch() *relay.BatchConn {
+	if !r.answered.Load() {
+		return nil
+	}
+	return relay.BatchOf(r.conn())
 }

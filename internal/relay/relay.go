@@ -30,7 +30,32 @@ var ErrIdle = errors.New("relay: idle timeout")
 // from a plain connection becomes one record on a TLS one.
 const BufferSize = 16 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+// BigBufferSize is the chunk read from a socket (the other side being TLS or another wrapper): four
+// records' worth, sealed by one tls.Conn.Write and, with a BatchConn below, sent in one system call.
+const BigBufferSize = 64 << 10
+
+var (
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+	bigBufPool = sync.Pool{New: func() any { b := make([]byte, BigBufferSize); return &b }}
+)
+
+func getBuf(big bool) *[]byte {
+	if big {
+		return bigBufPool.Get().(*[]byte)
+	}
+	return bufPool.Get().(*[]byte)
+}
+
+// putBuf gives a buffer from getBuf back to its pool; nil is fine.
+func putBuf(bp *[]byte) {
+	switch {
+	case bp == nil:
+	case len(*bp) == BigBufferSize:
+		bigBufPool.Put(bp)
+	default:
+		bufPool.Put(bp)
+	}
+}
 
 // longAgo is a deadline in the past, used to unblock reads and writes when a pipe stops.
 var longAgo = time.Unix(1, 0)
@@ -162,34 +187,56 @@ func (p *pipe) copy(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 }
 
 // copyChunks is the general loop: read a chunk, count it, write it.
+//
+// An idle tunnel should not hold a buffer. Where the source is a socket, a read that drained it
+// gives the buffer back and the loop waits for the next bytes without one (waitReadable). Where it
+// is TLS with a BatchConn below, the loop reads every record already received into one chunk
+// (drain) and, once TLS has nothing more, gives the buffer back and waits on the BatchConn.
 func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) error {
-	// An idle tunnel should not hold a buffer: where the source is a socket, a read that drained it
-	// gives the buffer back and the loop waits for the next bytes without one (waitReadable).
 	rc := rawConn(src)
+	var batch *BatchConn // found by the first read that can use it (pool.Retry names one once answered)
 	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			bufPool.Put(bp)
-		}
-	}()
+	defer func() { putBuf(bp) }()
+	empty := false // batch: TLS has nothing buffered, so waiting on the socket is safe
 	for {
+		if batch == nil && rc == nil {
+			if batch = BatchOf(src); batch != nil {
+				if batch.arm(); !batch.armed {
+					batch = nil
+				}
+			}
+		}
 		var nr int
 		var rerr error
-		if rc != nil && bp == nil {
+		switch {
+		case rc != nil && bp == nil:
 			rerr = waitReadable(rc) // before the first read, and after each read that drained the socket
+		case batch != nil && empty:
+			rerr = batch.wait()
 		}
 		if rerr == nil {
 			if bp == nil {
-				bp = bufPool.Get().(*[]byte)
+				// From a socket, read up to four records' worth at once: a TLS destination seals
+				// them in one tls.Conn.Write (one system call with a BatchConn below).
+				bp = getBuf(rc != nil || batch != nil)
 			}
 			buf := *bp
-			nr, rerr = src.Read(buf)
+			if batch != nil {
+				if empty { // bytes are waiting below TLS
+					nr, rerr = src.Read(buf)
+				}
+				if rerr == nil {
+					nr, empty, rerr = drain(src, batch, buf, nr)
+				}
+			} else {
+				nr, rerr = src.Read(buf)
+			}
 			if nr > 0 {
 				p.touch()
 				if p.idle > 0 {
 					_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
 				}
-				nw, werr := dst.Write(buf[:nr])
+				nw, werr := WriteChunk(dst, buf[:nr])
 				*n += int64(nw) // the per-chunk accounting point
 				if count != nil {
 					count.Add(int64(nw))
@@ -198,8 +245,8 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 					return p.writeErr(werr)
 				}
 			}
-			if rerr == nil && rc != nil && nr < len(buf) {
-				bufPool.Put(bp)
+			if rerr == nil && (rc != nil && nr < len(buf) || empty) {
+				putBuf(bp)
 				bp = nil
 			}
 		}
@@ -219,6 +266,66 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			return fmt.Errorf("read: %w", rerr)
 		}
 	}
+}
+
+// drain reads into buf[nr:], from the TLS source src, what can be read without waiting for the
+// socket (whole records in TLS's own buffer or in its BatchConn's read-ahead), while a full record
+// still fits, or the next one, read ahead, does. empty reports that TLS had nothing more. An error (EOF after close_notify, say) is
+// returned with the bytes read before it.
+func drain(src net.Conn, batch *BatchConn, buf []byte, nr int) (n int, empty bool, err error) {
+	for len(buf)-nr >= maxRecordPlaintext || batch.nextFits(len(buf)-nr) {
+		batch.noWait = true
+		m, err := src.Read(buf[nr:])
+		batch.noWait = false
+		nr += m
+		if err != nil {
+			if errors.Is(err, errWouldBlock) {
+				return nr, true, nil
+			}
+			return nr, false, err
+		}
+	}
+	return nr, false, nil
+}
+
+// maxRecordPlaintext is the most one TLS record carries.
+const maxRecordPlaintext = 16 << 10
+
+// BatchOf returns the BatchConn below c: under a *tls.Conn, or the one c's Batch method names
+// (pool.Retry, whose connection may change), or nil.
+func BatchOf(c net.Conn) *BatchConn {
+	switch v := c.(type) {
+	case *tls.Conn:
+		return batchBelow(v)
+	case interface{ Batch() *BatchConn }:
+		return v.Batch()
+	}
+	return nil
+}
+
+// WriteChunk writes b to dst as one chunk. When dst is a *tls.Conn with a BatchConn below it, the
+// records the chunk is sealed into leave in one system call. It returns how many bytes of b reached
+// the connection: for a batch that failed part way, the share of b its written bytes stand for.
+// Wrappers that write to a TLS connection of their own (pool.Retry) call it too.
+func WriteChunk(dst net.Conn, b []byte) (int, error) {
+	tc, ok := dst.(*tls.Conn)
+	if !ok {
+		return dst.Write(b)
+	}
+	batch := batchBelow(tc)
+	if batch == nil {
+		return dst.Write(b)
+	}
+	batch.hold()
+	n, err := dst.Write(b)
+	written, held, ferr := batch.flush()
+	if err == nil && ferr != nil {
+		err = ferr
+		if held > 0 {
+			n = int(int64(n) * int64(written) / int64(held))
+		}
+	}
+	return n, err
 }
 
 // rawConn returns the socket of a source that reads straight from one (a *net.TCPConn, or anything

@@ -18,6 +18,12 @@ import (
 // client's TCP connection.
 func tlsPair(t *testing.T) (client *tls.Conn, clientRaw *net.TCPConn, server *tls.Conn) {
 	t.Helper()
+	return tlsPairUnder(t, func(c *net.TCPConn) net.Conn { return c })
+}
+
+// tlsPairUnder is tlsPair with the server's TLS over under(its TCP connection).
+func tlsPairUnder(t *testing.T, under func(*net.TCPConn) net.Conn) (client *tls.Conn, clientRaw *net.TCPConn, server *tls.Conn) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +36,7 @@ func tlsPair(t *testing.T) (client *tls.Conn, clientRaw *net.TCPConn, server *tl
 	}
 	cr, sr := tcpPair(t)
 	client = tls.Client(cr, &tls.Config{InsecureSkipVerify: true})
-	server = tls.Server(sr, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	server = tls.Server(under(sr), &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
 	errc := make(chan error, 1)
 	go func() { errc <- server.Handshake() }()
 	if err := client.Handshake(); err != nil {

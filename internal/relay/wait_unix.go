@@ -29,3 +29,32 @@ func waitReadable(rc syscall.RawConn) error {
 	}
 	return nil
 }
+
+// readAheadWorks: readNow and waitReadable let a BatchConn read ahead without holding a buffer while
+// it waits.
+const readAheadWorks = true
+
+// readNow reads from the socket without waiting: EAGAIN when it has nothing. A read that returns 0
+// with no error is the end of the stream (io.EOF from the caller's view). Deadlines apply as to Read.
+func readNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), b)
+			if !errors.Is(rerr, unix.EINTR) {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		if errors.Is(rerr, unix.EAGAIN) {
+			return 0, syscall.EAGAIN
+		}
+		return 0, os.NewSyscallError("read", rerr)
+	}
+	return max(n, 0), nil
+}

@@ -157,7 +157,7 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 		held = &heldConn{Conn: under}
 		under = held
 	}
-	tc = tls.Server(under, s.opts.TLSConfig)
+	tc = tls.Server(relay.Batch(under, c), s.opts.TLSConfig)
 	hsStart := time.Now()
 	err := tc.Handshake()
 	if err == nil && held != nil {
