@@ -3,7 +3,6 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -154,39 +153,28 @@ func (b *BatchConn) Read(p []byte) (int, error) {
 	n := copy(p, avail[:min(len(avail), b.frame.toEnd(avail))])
 	b.frame.advance(p[:n])
 	if b.rr += n; b.rr == b.rw {
-		readAheadPool.Put(b.rb)
+		putReadAhead(b.rb)
 		b.rb = nil
 	}
 	return n, nil
 }
 
-// fill reads once from the socket into a fresh read-ahead buffer. It holds no buffer while it waits:
-// it tries a read that does not wait, and when the socket has nothing, gives the buffer back and waits
-// for the socket to become readable (waitReadable). In noWait mode it fails with errWouldBlock
-// instead of waiting.
+// fill reads once from the socket into a fresh read-ahead buffer, holding none while it waits
+// (readSocket). In noWait mode it fails with errWouldBlock instead of waiting.
 func (b *BatchConn) fill() error {
-	for {
-		rb := readAheadPool.Get().(*[]byte)
-		n, err := readNow(b.sock, *rb)
-		if n > 0 {
-			b.rb, b.rr, b.rw = rb, 0, n
-			return nil
-		}
-		readAheadPool.Put(rb)
-		if !errors.Is(err, syscall.EAGAIN) {
-			if err == nil {
-				err = io.EOF
-			}
-			return err
-		}
-		if b.noWait {
+	rb, n, err := readSocket(b.sock, getReadAhead, putReadAhead, b.noWait)
+	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) {
 			return errWouldBlock
 		}
-		if err := waitReadable(b.sock); err != nil {
-			return err
-		}
+		return err
 	}
+	b.rb, b.rr, b.rw = rb, 0, n
+	return nil
 }
+
+func getReadAhead() *[]byte  { return readAheadPool.Get().(*[]byte) }
+func putReadAhead(b *[]byte) { readAheadPool.Put(b) }
 
 // wait returns once the read-ahead holds bytes (reading the socket, waiting without a buffer while
 // it has none), or with the socket's error or deadline.

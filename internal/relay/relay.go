@@ -39,6 +39,8 @@ var (
 	bigBufPool = sync.Pool{New: func() any { b := make([]byte, BigBufferSize); return &b }}
 )
 
+func bigBuf() *[]byte { return getBuf(true) }
+
 func getBuf(big bool) *[]byte {
 	if big {
 		return bigBufPool.Get().(*[]byte)
@@ -188,12 +190,16 @@ func (p *pipe) copy(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 
 // copyChunks is the general loop: read a chunk, count it, write it.
 //
-// An idle tunnel should not hold a buffer. Where the source is a socket, a read that drained it
-// gives the buffer back and the loop waits for the next bytes without one (waitReadable). Where it
-// is TLS with a BatchConn below, the loop reads every record already received into one chunk
-// (drain) and, once TLS has nothing more, gives the buffer back and waits on the BatchConn.
+// An idle tunnel should not hold a buffer. Where the source is a socket, the loop reads it itself
+// (readSocket): a read that finds nothing gives the buffer back before the poller waits, so the busy
+// path costs one read per chunk and the idle one holds nothing. Where the source is TLS with a
+// BatchConn below, the loop reads every record already received into one chunk (drain) and, once
+// TLS has nothing more, gives the buffer back and waits on the BatchConn, which waits the same way.
 func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) error {
 	rc := rawConn(src)
+	if !readAheadWorks {
+		rc = nil // no way to read a socket without holding a buffer here: plain reads
+	}
 	var batch *BatchConn // found by the first read that can use it (pool.Retry names one once answered)
 	var bp *[]byte
 	defer func() { putBuf(bp) }()
@@ -209,46 +215,39 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 		var nr int
 		var rerr error
 		switch {
-		case rc != nil && bp == nil:
-			rerr = waitReadable(rc) // before the first read, and after each read that drained the socket
-		case batch != nil && empty:
-			rerr = batch.wait()
-		}
-		if rerr == nil {
-			if bp == nil {
-				// From a socket, read up to four records' worth at once: a TLS destination seals
-				// them in one tls.Conn.Write (one system call with a BatchConn below).
-				bp = getBuf(rc != nil || batch != nil)
+		case rc != nil:
+			// Up to four records' worth at once: a TLS destination seals them in one
+			// tls.Conn.Write (one system call with a BatchConn below).
+			bp, nr, rerr = readSocket(rc, bigBuf, putBuf, false)
+		case batch != nil:
+			if empty {
+				rerr = batch.wait()
 			}
-			buf := *bp
-			if batch != nil {
+			if rerr == nil {
+				if bp == nil {
+					bp = bigBuf()
+				}
 				if empty { // bytes are waiting below TLS
-					nr, rerr = src.Read(buf)
+					nr, rerr = src.Read(*bp)
 				}
 				if rerr == nil {
-					nr, empty, rerr = drain(src, batch, buf, nr)
-				}
-			} else {
-				nr, rerr = src.Read(buf)
-			}
-			if nr > 0 {
-				p.touch()
-				if p.idle > 0 {
-					_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
-				}
-				nw, werr := WriteChunk(dst, buf[:nr])
-				*n += int64(nw) // the per-chunk accounting point
-				if count != nil {
-					count.Add(int64(nw))
-				}
-				if werr != nil {
-					return p.writeErr(werr)
+					nr, empty, rerr = drain(src, batch, *bp, nr)
 				}
 			}
-			if rerr == nil && (rc != nil && nr < len(buf) || empty) {
-				putBuf(bp)
-				bp = nil
+		default:
+			if bp == nil {
+				bp = getBuf(false)
 			}
+			nr, rerr = src.Read(*bp)
+		}
+		if nr > 0 {
+			if err := p.writeChunk(dst, (*bp)[:nr], n, count); err != nil {
+				return err
+			}
+		}
+		if rc != nil || empty {
+			putBuf(bp) // wait for the next bytes without it
+			bp = nil
 		}
 		if rerr != nil {
 			if rerr == io.EOF {
@@ -266,6 +265,23 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			return fmt.Errorf("read: %w", rerr)
 		}
 	}
+}
+
+// writeChunk writes one chunk that was read, and counts it.
+func (p *pipe) writeChunk(dst net.Conn, b []byte, n *int64, count *atomic.Int64) error {
+	p.touch()
+	if p.idle > 0 {
+		_ = dst.SetWriteDeadline(time.Now().Add(p.idle))
+	}
+	nw, werr := WriteChunk(dst, b)
+	*n += int64(nw) // the per-chunk accounting point
+	if count != nil {
+		count.Add(int64(nw))
+	}
+	if werr != nil {
+		return p.writeErr(werr)
+	}
+	return nil
 }
 
 // drain reads into buf[nr:], from the TLS source src, what can be read without waiting for the

@@ -7,11 +7,10 @@ import (
 	"syscall"
 )
 
-// waitReadable returns at once where peeking a socket is not wired up: the next Read then waits
-// with its buffer, as it always did.
-func waitReadable(syscall.RawConn) error { return nil }
-
-// readAheadWorks is false here: a BatchConn passes reads through.
+// readAheadWorks is false here: the relay reads sockets with their own Read, holding its buffer
+// while it waits, and a BatchConn passes reads through.
 const readAheadWorks = false
 
-func readNow(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+func readSocket(syscall.RawConn, func() *[]byte, func(*[]byte), bool) (*[]byte, int, error) {
+	return nil, 0, errors.ErrUnsupported
+}

@@ -4,57 +4,55 @@ package relay
 
 import (
 	"errors"
+	"io"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// waitReadable blocks until the socket has bytes, EOF or an error to read, or its read deadline
-// passes, without a buffer: it peeks one byte into the stack and lets the runtime's poller wait when
-// there is none. Deadlines and Close end the wait as they end a Read. A socket error found by the peek
-// (a reset) is returned here, since reading it clears it and the next Read would not see it.
-func waitReadable(rc syscall.RawConn) error {
-	var b [1]byte
-	var perr error
-	err := rc.Read(func(fd uintptr) bool {
-		_, _, perr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return !errors.Is(perr, unix.EAGAIN)
-	})
-	if err != nil {
-		return err
-	}
-	if perr != nil && !errors.Is(perr, unix.EINTR) { // interrupted: let the Read find out
-		return os.NewSyscallError("recvfrom", perr)
-	}
-	return nil
-}
-
-// readAheadWorks: readNow and waitReadable let a BatchConn read ahead without holding a buffer while
+// readAheadWorks: readSocket lets the relay and a BatchConn read without holding a buffer while
 // it waits.
 const readAheadWorks = true
 
-// readNow reads from the socket without waiting: EAGAIN when it has nothing. A read that returns 0
-// with no error is the end of the stream (io.EOF from the caller's view). Deadlines apply as to Read.
-func readNow(rc syscall.RawConn, b []byte) (int, error) {
-	var n int
+// readSocket reads once from the socket into a buffer from get, without holding a buffer while it
+// waits: a read that finds nothing gives the buffer back (put) before the runtime's poller waits for
+// the socket, and takes one again when woken. A busy socket costs one read(2) a chunk, an idle one
+// two per wake-up, as a plain blocking read would. With noWait it returns syscall.EAGAIN instead of
+// waiting. The end of the stream is io.EOF; deadlines and Close end the wait as they end a Read. bp
+// is nil unless n > 0.
+func readSocket(rc syscall.RawConn, get func() *[]byte, put func(*[]byte), noWait bool) (bp *[]byte, n int, err error) {
 	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
+	eagain := false
+	err = rc.Read(func(fd uintptr) bool {
+		eagain = false
+		bp = get()
 		for {
-			n, rerr = unix.Read(int(fd), b)
+			n, rerr = unix.Read(int(fd), *bp)
 			if !errors.Is(rerr, unix.EINTR) {
-				return true
+				break
 			}
 		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		if errors.Is(rerr, unix.EAGAIN) {
-			return 0, syscall.EAGAIN
+		if n > 0 {
+			return true
 		}
-		return 0, os.NewSyscallError("read", rerr)
+		put(bp)
+		bp = nil
+		if errors.Is(rerr, unix.EAGAIN) {
+			eagain = true
+			return noWait // wait for the socket, holding nothing
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case n > 0:
+		return bp, n, nil
+	case eagain && rerr != nil:
+		return nil, 0, syscall.EAGAIN
+	case rerr != nil:
+		return nil, 0, os.NewSyscallError("read", rerr)
 	}
-	return max(n, 0), nil
+	return nil, 0, io.EOF
 }
