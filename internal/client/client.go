@@ -313,11 +313,17 @@ func (c *Client) firstPayload(br *bufio.Reader, app net.Conn) []byte {
 		return out
 	}
 	_ = app.SetReadDeadline(time.Now().Add(c.opts.FirstPayloadWait))
-	buf := make([]byte, outbound.MaxFirstPayload)
-	n, _ := app.Read(buf) // a timeout or EOF here just means no first payload
+	bp := payloadBufs.Get().(*[]byte)
+	defer payloadBufs.Put(bp)
+	n, _ := app.Read(*bp) // a timeout or EOF here just means no first payload
 	_ = app.SetReadDeadline(time.Time{})
-	return buf[:n]
+	// A copy of its own size: the payload lives as long as the tunnel (a pooled stream keeps it for
+	// a resend), and a tunnel should not hold a 16 KiB buffer for a 300-byte request.
+	return append([]byte(nil), (*bp)[:n]...)
 }
+
+// payloadBufs holds the buffers firstPayload reads into.
+var payloadBufs = sync.Pool{New: func() any { b := make([]byte, outbound.MaxFirstPayload); return &b }}
 
 // closeDial closes the connection of a dial whose application went away, once the dial returns; the
 // goroutine that waits for it is the client's (Shutdown and Close wait for it).

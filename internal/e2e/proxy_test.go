@@ -55,6 +55,13 @@ func clientConfig(socksPort, serverPort int, password, cert string) map[string]a
 // startPair runs our server and our client, both from config files, with a fallback web server.
 func startPair(t testing.TB) *pair {
 	t.Helper()
+	return startPairWith(t, nil, nil)
+}
+
+// startPairWith is startPair with the server's and the client's configs changed by server and
+// client (where set) before they start.
+func startPairWith(t testing.TB, server, client func(map[string]any)) *pair {
+	t.Helper()
 	dir := t.TempDir()
 	cert, key := certFiles(t, dir)
 	fallback := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,8 +74,16 @@ func startPair(t testing.TB) *pair {
 		serverAddr: fmt.Sprintf("127.0.0.1:%d", sport),
 		cert:       cert,
 	}
-	scfg := writeJSON(t, dir, "server.json", serverConfig(sport, fallback.Listener.Addr().String(), "s3cret", cert, key))
-	ccfg := writeJSON(t, dir, "client.json", clientConfig(cport, sport, "s3cret", cert))
+	sm := serverConfig(sport, fallback.Listener.Addr().String(), "s3cret", cert, key)
+	if server != nil {
+		server(sm)
+	}
+	scfg := writeJSON(t, dir, "server.json", sm)
+	cm := clientConfig(cport, sport, "s3cret", cert)
+	if client != nil {
+		client(cm)
+	}
+	ccfg := writeJSON(t, dir, "client.json", cm)
 	p.server = start(t, binary, "-c", scfg)
 	waitListening(t, p.server, p.serverAddr)
 	p.client = start(t, binary, "-c", ccfg)

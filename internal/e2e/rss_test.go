@@ -3,7 +3,9 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -37,19 +39,47 @@ func rssKiB(tb testing.TB, pid int) float64 {
 //	go test -run '^$' -bench IdleTunnelRSS -benchtime 1x ./internal/e2e
 func BenchmarkIdleTunnelRSS(b *testing.B) {
 	const tunnels = 2000
-	p := startPair(b)
+	// All tunnels come from 127.0.0.1: lift the per-address limit (fastrojan.max_conns_per_ip).
+	// The metrics show where the memory is: goroutine stacks or heap.
+	smetrics, cmetrics := fmt.Sprintf("127.0.0.1:%d", freePort(b)), fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	p := startPairWith(b, func(s map[string]any) {
+		s["fastrojan"] = map[string]any{"max_conns_per_ip": 2 * tunnels, "metrics_listen": smetrics}
+	}, func(c map[string]any) {
+		c["fastrojan"] = map[string]any{"metrics_listen": cmetrics}
+	})
 	origin := startEchoOrigin(b, "tcp", "127.0.0.1:0")
 	warm := idleTunnels(b, p.socks, origin, 10) // lazy initialisation belongs to the baseline
 	time.Sleep(300 * time.Millisecond)
 	srv0, cli0 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
+	sm0, cm0 := memStats(b, smetrics), memStats(b, cmetrics)
 	conns := idleTunnels(b, p.socks, origin, tunnels)
 	time.Sleep(time.Second)
 	srv1, cli1 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
+	sm1, cm1 := memStats(b, smetrics), memStats(b, cmetrics)
+	for _, side := range []struct {
+		name   string
+		m0, m1 [2]float64
+	}{{"server", sm0, sm1}, {"client", cm0, cm1}} {
+		b.ReportMetric((side.m1[0]-side.m0[0])/1024/tunnels, side.name+"-stack-KiB/tunnel")
+		b.ReportMetric((side.m1[1]-side.m0[1])/1024/tunnels, side.name+"-heap-KiB/tunnel")
+	}
 	b.ReportMetric((srv1-srv0)/tunnels, "server-KiB/tunnel")
 	b.ReportMetric((cli1-cli0)/tunnels, "client-KiB/tunnel")
 	for _, c := range append(conns, warm...) {
 		c.Close()
 	}
+}
+
+// memStats scrapes a process's metrics for the Go runtime's stack and heap in use, in bytes.
+func memStats(tb testing.TB, addr string) [2]float64 {
+	tb.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		tb.Fatalf("scrape %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return [2]float64{metric(string(body), "go_memstats_stack_inuse_bytes"), metric(string(body), "go_memstats_heap_inuse_bytes")}
 }
 
 // idleTunnels opens n tunnels to a holding origin, each with one exchanged byte, and returns them.

@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Issue 17: new connections through client and server processes, fastrojan and its peers side by
+// side in one run, on loopback (zero delay: what is measured is the work each connection costs).
+//
+//	go test -run '^$' -bench NewConnPeers -benchtime 1x ./internal/e2e
+//
+// For each implementation: the median and p90 time from the application's connect to the first
+// byte of the origin's answer over 300 sequential connections, then 3 s of connections from 8
+// workers at once: connections per second, and connections per second of server CPU (what one
+// server core accepts: TLS handshake, Trojan request, target dial). fastrojan is measured twice: as
+// configured by default (spare connections ready: the first byte needs no handshake) and with
+// "spares": 0 (every connection does its TLS handshake, as the peers' do).
+
+// requestOrigin answers each connection's first bytes with a short HTTP response and closes.
+func requestOrigin(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Read(make([]byte, 512)); err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(answer))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// fetchOnce opens a tunnel to origin, sends a request and reads the whole answer; ttfb is from the
+// start of the connect to the answer's first byte.
+func fetchOnce(socks, origin string) (ttfb time.Duration, err error) {
+	start := time.Now()
+	c, err := socksDialErr(socks, origin)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: origin\r\n\r\n")); err != nil {
+		return 0, err
+	}
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(c, first); err != nil {
+		return 0, err
+	}
+	ttfb = time.Since(start)
+	_, err = io.Copy(io.Discard, c)
+	return ttfb, err
+}
+
+func BenchmarkNewConnPeers(b *testing.B) {
+	origin := requestOrigin(b)
+	peers := startBulkPeers(b)
+	cold := startPairWith(b, nil, func(c map[string]any) {
+		c["fastrojan"] = map[string]any{"pool": map[string]any{"spares": 0}}
+	})
+	peers = append(peers[:1], append([]bulkPeer{{"fastrojan-spares-0", cold.socks, cold.client, cold.server}}, peers[1:]...)...)
+	for _, peer := range peers {
+		b.Run(peer.name, func(b *testing.B) {
+			for range b.N {
+				for range 20 { // warm-up: TLS sessions, cookies, spares
+					if _, err := fetchOnce(peer.socks, origin); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var ttfbs []time.Duration
+				for range 300 {
+					d, err := fetchOnce(peer.socks, origin)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ttfbs = append(ttfbs, d)
+					time.Sleep(2 * time.Millisecond) // sequential, not back to back: spares refill
+				}
+				slices.Sort(ttfbs)
+				b.ReportMetric(float64(ttfbs[len(ttfbs)/2].Microseconds())/1000, "ttfb-p50-ms")
+				b.ReportMetric(float64(ttfbs[len(ttfbs)*9/10].Microseconds())/1000, "ttfb-p90-ms")
+
+				conns, failed, wall, scpu, ccpu := connLoad(b, peer, origin, 8, 3*time.Second)
+				b.ReportMetric(float64(conns)/wall.Seconds(), "conn/s")
+				b.ReportMetric(float64(conns)/scpu, "conn/server-cpu-s")
+				b.ReportMetric(float64(conns)/ccpu, "conn/client-cpu-s")
+				b.ReportMetric(float64(failed), "failed")
+				b.ReportMetric(0, "ns/op")
+			}
+		})
+	}
+}
+
+// connLoad runs workers that fetch back to back for d and returns the connections completed and
+// failed, and the CPU seconds server and client processes spent meanwhile.
+func connLoad(b *testing.B, peer bulkPeer, origin string, workers int, d time.Duration) (conns, failed int64, wall time.Duration, scpu, ccpu float64) {
+	var ok, bad atomic.Int64
+	s0, c0 := cpuSeconds(b, peer.server.cmd.Process.Pid), cpuSeconds(b, peer.client.cmd.Process.Pid)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < d {
+				if _, err := fetchOnce(peer.socks, origin); err != nil {
+					bad.Add(1)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	wall = time.Since(start)
+	scpu = cpuSeconds(b, peer.server.cmd.Process.Pid) - s0
+	ccpu = cpuSeconds(b, peer.client.cmd.Process.Pid) - c0
+	return ok.Load(), bad.Load(), wall, scpu, ccpu
+}
