@@ -63,12 +63,12 @@ func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 	if t.Paths != nil {
 		return t.handshakeRaced(ctx, timeout)
 	}
-	dial := t.DialTFO
+	dial, viaTFO := t.DialTFO, true
 	if dial == nil {
-		dial = t.plainDial()
+		dial, viaTFO = t.plainDial(), false
 	}
 	start := time.Now()
-	a := &attempt{start: start}
+	a := &attempt{start: start, viaTFO: viaTFO}
 	a.run(ctx, dial, t.Server, t.TLS, timeout, nil)
 	return t.finish(start, a, false)
 }
@@ -110,7 +110,10 @@ func (t *Trojan) finish(start time.Time, a *attempt, raced bool) (*tls.Conn, err
 		info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: a.err, Raced: raced}
 		if a.fw != nil {
 			info.HelloBytes = a.fw.n
-			info.TFO = tfo.ClientOutcome(a.fw.Conn)
+			info.TFO = tfo.NotAttempted // a plain dial: no kernel read (TCP_INFO, /proc) per connection
+			if a.viaTFO {
+				info.TFO = tfo.ClientOutcome(a.fw.Conn)
+			}
 		}
 		if a.conn != nil {
 			info.Resumed = a.conn.ConnectionState().DidResume
