@@ -54,7 +54,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // fastrojan.shutdown_timeout. A server calls onReady (optional) once it listens with its certificate
 // in place (for ACME: once the CA has issued it).
 func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger, onReady func()) error {
-	m, endpoint, metricsLn, err := metrics.Serve(cfg.Fastrojan.MetricsListen, log)
+	m, endpoint, metricsLn, err := metrics.Serve(cfg.Fastrojan.MetricsListen, cfg.Fastrojan.Pprof, log)
 	if err != nil {
 		return err
 	}

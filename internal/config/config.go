@@ -120,6 +120,7 @@ type Ext struct {
 	Farm             Farm     `json:"farm"`               // server: TFO cookie keys shared across a farm (farm.go)
 	TFO              TFO      `json:"tfo"`                // TCP Fast Open per leg; default: tcp.fast_open (tfo.go)
 	MetricsListen    string   `json:"metrics_listen"`     // Prometheus /metrics on this host:port; empty: off
+	Pprof            bool     `json:"pprof"`              // also Go's /debug/pprof/ on metrics_listen (docs/performance.md)
 	Users            Users    `json:"users"`              // server: user database, quotas, accounting (users.go)
 	TLSSite          string   `json:"tls_site"`           // server: HTTPS server that gets non-TLS input raw (probe.go)
 	MaxConnsPerIP    int      `json:"max_conns_per_ip"`   // server: connections at once from one client address; 0 = default

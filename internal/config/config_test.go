@@ -116,6 +116,7 @@ var keyCases = []keyCase{
 	{"fastrojan.max_conns_per_ip", `64`, func(c *Config) any { return c.Fastrojan.MaxConnsPerIP }, 64, `"many"`, "an integer"},
 	{"fastrojan.tfo.exact_qlen", `true`, func(c *Config) any { return c.Fastrojan.TFO.ExactQLen }, true, `"yes"`, "a boolean"},
 	{"fastrojan.metrics_listen", `"127.0.0.1:9100"`, func(c *Config) any { return c.Fastrojan.MetricsListen }, "127.0.0.1:9100", `9100`, "a string"},
+	{"fastrojan.pprof", `false`, func(c *Config) any { return c.Fastrojan.Pprof }, false, `"yes"`, "a boolean"},
 	{"fastrojan.users.sqlite", `"/var/lib/fastrojan/users.db"`, func(c *Config) any { return c.Fastrojan.Users.SQLite }, "/var/lib/fastrojan/users.db", `1`, "a string"},
 	{"fastrojan.users.refresh", `"3s"`, func(c *Config) any { return c.Fastrojan.Users.Refresh }, Duration(3 * time.Second), `true`, "a duration"},
 	{"fastrojan.users.flush", `30`, func(c *Config) any { return c.Fastrojan.Users.Flush }, Duration(30 * time.Second), `"often"`, "a duration"},

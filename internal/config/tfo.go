@@ -51,4 +51,7 @@ func (v *validator) tfo(c *Config) {
 			v.add("$.fastrojan.metrics_listen", "must be host:port such as \"127.0.0.1:9100\" (empty: no metrics), got %q", a)
 		}
 	}
+	if c.Fastrojan.Pprof && c.Fastrojan.MetricsListen == "" {
+		v.add("$.fastrojan.pprof", "serves /debug/pprof/ on the metrics endpoint: set fastrojan.metrics_listen too (say \"127.0.0.1:9100\"), or drop pprof")
+	}
 }

@@ -59,6 +59,26 @@ func TestMetricsListenValidated(t *testing.T) {
 	}
 }
 
+// fastrojan.pprof serves on the metrics endpoint: without one it is an error that says what to set.
+func TestPprofNeedsMetricsListen(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{{"127.0.0.1:9100", true}, {"", false}} {
+		c := Default(RunClient)
+		c.LocalAddr, c.LocalPort, c.RemoteAddr, c.RemotePort = "127.0.0.1", 1080, "example.com", 443
+		c.Password = []string{"p"}
+		c.Fastrojan.MetricsListen, c.Fastrojan.Pprof = tc.addr, true
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("pprof with metrics_listen %q: err = %v, want ok %v", tc.addr, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "$.fastrojan.pprof") || err != nil && !strings.Contains(err.Error(), "metrics_listen") {
+			t.Errorf("pprof without metrics_listen: error %q does not name the key and the fix", err)
+		}
+	}
+}
+
 // fast_open_qlen is a floor unless fastrojan.tfo.exact_qlen says it is the queue itself.
 func TestTFOExactQLen(t *testing.T) {
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"sync"
 	"time"
 
@@ -170,6 +171,10 @@ type Endpoint struct {
 
 // Listen serves /metrics on addr (host:port) until Close.
 func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
+	return m.listen(addr, false, log)
+}
+
+func (m *Metrics) listen(addr string, pprof bool, log *slog.Logger) (*Endpoint, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -182,6 +187,11 @@ func (m *Metrics) Listen(addr string, log *slog.Logger) (*Endpoint, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if pprof {
+		mux.HandleFunc("GET /debug/pprof/", httppprof.Index) // heap, allocs, goroutine, block, mutex
+		mux.HandleFunc("GET /debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", httppprof.Trace)
+	}
 	e := &Endpoint{
 		srv: &http.Server{
 			Handler:           mux,
@@ -225,18 +235,22 @@ func (e *Endpoint) Close() error {
 
 // Serve makes a Metrics served on addr (fastrojan.metrics_listen) as a service part that stops the
 // endpoint, and returns the endpoint's listener (for a hand-off on an upgrade). An empty addr means
-// no metrics: a nil Metrics, on which every method is a no-op, and a nil listener.
-func Serve(addr string, log *slog.Logger) (*Metrics, service.Part, net.Listener, error) {
+// no metrics: a nil Metrics, on which every method is a no-op, and a nil listener. With pprof the
+// endpoint also serves Go's profiles under /debug/pprof/ (fastrojan.pprof).
+func Serve(addr string, pprof bool, log *slog.Logger) (*Metrics, service.Part, net.Listener, error) {
 	part := service.Part{Name: "metrics endpoint"}
 	if addr == "" {
 		return nil, part, nil, nil
 	}
 	m := New()
-	ep, err := m.Listen(addr, log)
+	ep, err := m.listen(addr, pprof, log)
 	if err != nil {
 		return nil, part, nil, err
 	}
 	log.Info("metrics endpoint listening", "url", "http://"+ep.Addr().String()+"/metrics")
+	if pprof {
+		log.Info("Go profiles served (fastrojan.pprof)", "url", "http://"+ep.Addr().String()+"/debug/pprof/")
+	}
 	part.Stop = func(context.Context) error { return ep.Close() }
 	return m, part, ep.Listener(), nil
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -169,5 +170,27 @@ func TestEndpointClose(t *testing.T) {
 	if resp, err := hc.Get("http://" + addr + "/metrics"); err == nil {
 		resp.Body.Close()
 		t.Error("endpoint still serves after Close")
+	}
+}
+
+// fastrojan.pprof: the endpoint serves Go's heap profile only when asked to.
+func TestServePprof(t *testing.T) {
+	for _, pprof := range []bool{true, false} {
+		_, part, ln, err := Serve("127.0.0.1:0", pprof, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ln.Addr().String() + "/debug/pprof/heap")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got, want := resp.StatusCode == http.StatusOK && len(b) > 0, pprof; got != want {
+			t.Errorf("pprof %v: GET /debug/pprof/heap = %s (%d bytes)", pprof, resp.Status, len(b))
+		}
+		if err := part.Stop(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
