@@ -279,7 +279,9 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 		_ = res.conn.Close()
 		return nil // Shutdown began while this tunnel was being set up
 	}
-	up, err := c.request(res.conn, res.pooled, dest, payload)
+	var up net.Conn
+	// On a goroutine of its own: what the request costs the stack is not kept by the relay below.
+	err := relay.OnFreshStack(func() (err error) { up, err = c.request(res.conn, res.pooled, dest, payload); return err })
 	if err != nil {
 		c.failed.Add(1)
 		log.Warn("trojan request failed", "err", err)

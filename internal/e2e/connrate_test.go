@@ -142,3 +142,18 @@ func connLoad(b *testing.B, peer bulkPeer, origin string, workers int, d time.Du
 	ccpu = cpuSeconds(b, peer.client.cmd.Process.Pid) - c0
 	return ok.Load(), bad.Load(), wall, scpu, ccpu
 }
+
+// BenchmarkNewConnInProcess is one new tunnel (SOCKS5, TLS handshake, Trojan request, target dial,
+// an answer) through a server and a client in this process, so that Go's profilers see both:
+//
+//	go test -run '^$' -bench NewConnInProcess -cpuprofile cpu.out -memprofile mem.out ./internal/e2e
+func BenchmarkNewConnInProcess(b *testing.B) {
+	socks := inProcessProxy(b)
+	origin := requestOrigin(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fetchOnce(socks, origin); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

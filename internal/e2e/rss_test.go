@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,9 +44,9 @@ func BenchmarkIdleTunnelRSS(b *testing.B) {
 	// The metrics show where the memory is: goroutine stacks or heap.
 	smetrics, cmetrics := fmt.Sprintf("127.0.0.1:%d", freePort(b)), fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	p := startPairWith(b, func(s map[string]any) {
-		s["fastrojan"] = map[string]any{"max_conns_per_ip": 2 * tunnels, "metrics_listen": smetrics}
+		s["fastrojan"] = map[string]any{"max_conns_per_ip": 2 * tunnels, "metrics_listen": smetrics, "pprof": true}
 	}, func(c map[string]any) {
-		c["fastrojan"] = map[string]any{"metrics_listen": cmetrics}
+		c["fastrojan"] = map[string]any{"metrics_listen": cmetrics, "pprof": true}
 	})
 	origin := startEchoOrigin(b, "tcp", "127.0.0.1:0")
 	warm := idleTunnels(b, p.socks, origin, 10) // lazy initialisation belongs to the baseline
@@ -53,9 +54,24 @@ func BenchmarkIdleTunnelRSS(b *testing.B) {
 	srv0, cli0 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
 	sm0, cm0 := memStats(b, smetrics), memStats(b, cmetrics)
 	conns := idleTunnels(b, p.socks, origin, tunnels)
-	time.Sleep(time.Second)
+	// FASTROJAN_IDLE_WAIT (e.g. 130s) measures later instead: after the runtime's periodic garbage
+	// collection (every 2 minutes when nothing else triggers one), which frees the garbage of the
+	// tunnels' setup and shrinks the goroutine stacks the setup grew.
+	wait := time.Second
+	if v := os.Getenv("FASTROJAN_IDLE_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("FASTROJAN_IDLE_WAIT=%q: %v", v, err)
+		}
+		wait = d
+	}
+	time.Sleep(wait)
 	srv1, cli1 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
 	sm1, cm1 := memStats(b, smetrics), memStats(b, cmetrics)
+	if dir := os.Getenv("FASTROJAN_IDLE_PPROF"); dir != "" { // where the memory is, per process
+		saveProfile(b, smetrics, filepath.Join(dir, "server-heap.pprof"))
+		saveProfile(b, cmetrics, filepath.Join(dir, "client-heap.pprof"))
+	}
 	for _, side := range []struct {
 		name   string
 		m0, m1 [2]float64
@@ -80,6 +96,21 @@ func memStats(tb testing.TB, addr string) [2]float64 {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return [2]float64{metric(string(body), "go_memstats_stack_inuse_bytes"), metric(string(body), "go_memstats_heap_inuse_bytes")}
+}
+
+// saveProfile writes the heap profile a process serves (fastrojan.pprof) to file.
+func saveProfile(tb testing.TB, addr, file string) {
+	tb.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	if err != nil {
+		tb.Fatalf("heap profile from %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("heap profile: go tool pprof -sample_index=inuse_space -top %s", file)
 }
 
 // idleTunnels opens n tunnels to a holding origin, each with one exchanged byte, and returns them.

@@ -1,12 +1,16 @@
 // Package relay is the one copy loop of fastrojan: it moves bytes both ways between two connections,
 // passes a half-close from one side to the other, and ends a connection nobody uses any more.
 //
-// The loop is deliberately plain. Each direction reads a chunk into a pooled buffer and writes it out;
-// the one place where a chunk has been moved (see copyChunks) is where byte accounting hooks in:
-// PipeOpts adds each chunk to caller-supplied counters (per-user accounting, quotas). When both ends
-// are *net.TCPConn the direction uses (*net.TCPConn).ReadFrom instead, so Linux splices the bytes in
-// the kernel; counts then arrive per deadline window (at most CountWindow with counters) rather than
-// per chunk.
+// Each direction reads a chunk into a pooled buffer and writes it out; the one place where a chunk
+// has been moved (see copyChunks) is where byte accounting hooks in: PipeOpts adds each chunk to
+// caller-supplied counters (per-user accounting, quotas). When both ends are *net.TCPConn the
+// direction uses (*net.TCPConn).ReadFrom instead, so Linux splices the bytes in the kernel; counts
+// then arrive per deadline window (at most CountWindow with counters) rather than per chunk.
+//
+// Per byte, the loop keeps system calls few (issue 17, docs/performance.md): a socket is read 64 KiB
+// at a time with no peek before the read, and an idle one holds no buffer (readSocket); under a
+// *tls.Conn, a BatchConn sends the records of one chunk in one write and lets the loop decrypt every
+// record already received into one chunk.
 package relay
 
 import (
@@ -463,3 +467,14 @@ func closeWrite(c net.Conn) error {
 // CloseWrite half-closes c the way Pipe does when its other side reads EOF. Callers that end a
 // connection outside Pipe use it so a peer sees the same orderly end (close_notify, then FIN).
 func CloseWrite(c net.Conn) error { return closeWrite(c) }
+
+// OnFreshStack runs f on a goroutine of its own and waits for it. Setup work (a TLS handshake's
+// crypto, a Trojan request) grows a goroutine's stack to 8–32 KiB, and the goroutine that goes on to
+// relay for hours would keep it (stacks shrink only at garbage collections, and only when mostly
+// unused): run there, it costs each idle tunnel 4–8 KiB (BenchmarkIdleTunnelRSS). f must return on
+// its own (a deadline bounds it).
+func OnFreshStack(f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return <-done
+}

@@ -159,7 +159,7 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 	}
 	tc = tls.Server(relay.Batch(under, c), s.opts.TLSConfig)
 	hsStart := time.Now()
-	err := onOwnStack(tc.Handshake)
+	err := relay.OnFreshStack(tc.Handshake)
 	if err == nil && held != nil {
 		err = held.done()
 	}
@@ -181,16 +181,6 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 		return tc, false
 	}
 	return tc, true
-}
-
-// onOwnStack runs f on a goroutine of its own and waits for it. A TLS handshake's crypto grows a
-// goroutine's stack to 16 KiB or more, and the goroutine that goes on to relay for hours would keep
-// it (stacks shrink only at garbage collections, by half each): run there, it costs an idle tunnel
-// about 8 KiB more. f must return on its own (the handshake has the connection's deadline).
-func onOwnStack(f func() error) error {
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	return <-done
 }
 
 // serveRequest reads the Trojan request from tc and serves it: an authenticated request as its
