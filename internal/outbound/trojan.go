@@ -51,7 +51,10 @@ type Trojan struct {
 // payload must fit one TLS record (16 KiB).
 const MaxFirstPayload = 16384 - 512
 
-// Handshake connects to the server and completes TLS. The caller then calls Request.
+// Handshake connects to the server and completes TLS. The caller then calls Request. The client's
+// last handshake flight (its Finished) is held back until the connection's first write, so it leaves
+// in one segment with the request; a read or Close sends it too. A caller that does not write at
+// once (a spare connection, a mux session) calls Open instead.
 func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 	timeout := t.HandshakeTimeout
 	if timeout <= 0 {
@@ -82,7 +85,7 @@ func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.
 		return
 	}
 	a.dialEnd = time.Now()
-	a.fw = &firstWrite{Conn: raw}
+	a.fw = newFlightConn(raw)
 	if dialed != nil {
 		dialed()
 	}
@@ -97,8 +100,10 @@ func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.
 		default:
 			a.err = fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
+		_ = a.fw.Flush() // an alert the handshake wrote, best effort: the connection is closed next
 		return
 	}
+	a.fw.release()
 	a.conn = conn
 }
 
@@ -108,7 +113,7 @@ func (t *Trojan) finish(start time.Time, a *attempt, raced bool) (*tls.Conn, err
 	if t.Observe != nil {
 		info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: a.err, Raced: raced}
 		if a.fw != nil {
-			info.HelloBytes = a.fw.n
+			info.HelloBytes = a.fw.firstWriteSize()
 			info.TFO = tfo.ClientOutcome(a.fw.Conn)
 		}
 		if a.conn != nil {
@@ -181,11 +186,18 @@ func (t *Trojan) Connect(ctx context.Context, dest trojan.Addr, payload []byte) 
 	return conn, nil
 }
 
-// Open is Handshake as a net.Conn: a pool's or a mux session's dial (no typed nil on failure).
+// Open is Handshake as a net.Conn for a pool's or a mux session's dial (no typed nil on failure):
+// the handshake's last flight is sent at once, since the connection may wait before its first write.
 func (t *Trojan) Open(ctx context.Context) (net.Conn, error) {
 	conn, err := t.Handshake(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if f, ok := conn.NetConn().(*flightConn); ok {
+		if err := f.Flush(); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("trojan server %s: %w", t.Server, err)
+		}
 	}
 	return conn, nil
 }
