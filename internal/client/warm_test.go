@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -72,13 +71,7 @@ func TestStreamOnDeadSpareIsRetried(t *testing.T) {
 
 	hash := trojan.HashPassword("pw")
 	ob := &outbound.Trojan{Server: ln.Addr().String(), TLS: &tls.Config{RootCAs: roots, ServerName: "localhost"}, Hash: hash}
-	p := pool.New(func(ctx context.Context) (net.Conn, error) {
-		c, err := ob.Handshake(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}, pool.Options{Spares: 1, Linger: 10 * time.Second, MaxAge: 5 * time.Second})
+	p := pool.New(ob.Open, pool.Options{Spares: 1, Linger: 10 * time.Second, MaxAge: 5 * time.Second})
 	_, proxy := serveClient(t, Options{Outbound: ob, Pool: p})
 	dest := trojan.Addr{IP: netip.MustParseAddr("192.0.2.1"), Port: 80}
 

@@ -251,3 +251,23 @@ func fold(sum uint64) uint16 {
 	}
 	return uint16(sum)
 }
+
+// Segment is what a drop function (Direction.SetDropFunc) may want to know about a TCP packet.
+type Segment struct {
+	SrcPort, DstPort uint16
+	Flags            uint8 // FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
+	Payload          int   // bytes of TCP payload
+}
+
+// SYN reports a connection's first segment (SYN without ACK).
+func (s Segment) SYN() bool { return s.Flags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN }
+
+// ParseSegment reads the TCP header of an IPv4 or IPv6 packet; ok is false for anything else
+// (another protocol, a later fragment, a malformed packet).
+func ParseSegment(pkt []byte) (s Segment, ok bool) {
+	pi, ok := parsePacket(pkt)
+	if !ok || !pi.isTCP {
+		return Segment{}, false
+	}
+	return Segment{SrcPort: pi.sport, DstPort: pi.dport, Flags: pi.tcpFlags, Payload: pi.payloadLen}, true
+}

@@ -252,3 +252,18 @@ func FuzzParseNetstat(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSegment(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		s, ok := ParseSegment(tcpPacket(v6, 40000, 443, tcpFlagSYN, tfoOption, []byte("hello")))
+		if !ok || s != (Segment{SrcPort: 40000, DstPort: 443, Flags: tcpFlagSYN, Payload: 5}) || !s.SYN() {
+			t.Errorf("v6=%v: SYN with data read as %+v ok=%v", v6, s, ok)
+		}
+		if s, _ := ParseSegment(tcpPacket(v6, 443, 40000, tcpFlagSYN|tcpFlagACK, nil, nil)); s.SYN() {
+			t.Errorf("v6=%v: SYN-ACK taken for a connection's first segment", v6)
+		}
+	}
+	if _, ok := ParseSegment([]byte{0x45, 0}); ok {
+		t.Error("truncated packet read as a segment")
+	}
+}

@@ -1,7 +1,6 @@
 package outbound
 
 import (
-	"net"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/tfo"
@@ -17,20 +16,3 @@ type HandshakeInfo struct {
 	Err        error         // nil when the handshake succeeded
 	Raced      bool          // a plain connection was raced alongside a late TFO attempt (Trojan.Paths)
 }
-
-// firstWrite records the size of the first write on the connection below TLS (the ClientHello).
-// It exposes the connection below with NetConn, so tfo and relay still find the socket.
-type firstWrite struct {
-	net.Conn
-	n int // written once, by the handshake, before anyone else uses the connection
-}
-
-func (f *firstWrite) Write(b []byte) (int, error) {
-	if f.n == 0 {
-		f.n = len(b)
-	}
-	return f.Conn.Write(b)
-}
-
-// NetConn returns the connection below.
-func (f *firstWrite) NetConn() net.Conn { return f.Conn }

@@ -22,7 +22,7 @@ type attempt struct {
 	cancel  context.CancelFunc
 	start   time.Time
 	dialEnd time.Time   // set before the dialed event
-	fw      *firstWrite // the connection below TLS; set before the dialed event (nil if the dial failed)
+	fw      *flightConn // the connection below TLS; set before the dialed event (nil if the dial failed)
 	end     time.Time   // set before the done event
 	conn    *tls.Conn   // set on success, before the done event
 	err     error       // set on failure, before the done event

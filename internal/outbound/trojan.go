@@ -52,7 +52,10 @@ type Trojan struct {
 // payload must fit one TLS record (16 KiB).
 const MaxFirstPayload = 16384 - 512
 
-// Handshake connects to the server and completes TLS. The caller then calls Request.
+// Handshake connects to the server and completes TLS. The caller then calls Request. The client's
+// last handshake flight (its Finished) is held back until the connection's first write, so it leaves
+// in one segment with the request; a read or Close sends it too. A caller that does not write at
+// once (a spare connection, a mux session) calls Open instead.
 func (t *Trojan) Handshake(ctx context.Context) (*tls.Conn, error) {
 	timeout := t.HandshakeTimeout
 	if timeout <= 0 {
@@ -83,7 +86,7 @@ func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.
 		return
 	}
 	a.dialEnd = time.Now()
-	a.fw = &firstWrite{Conn: raw}
+	a.fw = newFlightConn(raw)
 	if dialed != nil {
 		dialed()
 	}
@@ -98,8 +101,10 @@ func (a *attempt) run(ctx context.Context, dial dialFunc, addr string, cfg *tls.
 		default:
 			a.err = fmt.Errorf("tls handshake with %s: %w", addr, err)
 		}
+		_ = a.fw.Flush() // an alert the handshake wrote, best effort: the connection is closed next
 		return
 	}
+	a.fw.release()
 	a.conn = conn
 }
 
@@ -109,7 +114,7 @@ func (t *Trojan) finish(start time.Time, a *attempt, raced bool) (*tls.Conn, err
 	if t.Observe != nil {
 		info := HandshakeInfo{Server: t.Server, Duration: time.Since(start), Err: a.err, Raced: raced}
 		if a.fw != nil {
-			info.HelloBytes = a.fw.n
+			info.HelloBytes = a.fw.firstWriteSize()
 			info.TFO = tfo.NotAttempted // a plain dial: no kernel read (TCP_INFO, /proc) per connection
 			if a.viaTFO {
 				info.TFO = tfo.ClientOutcome(a.fw.Conn)
@@ -185,11 +190,36 @@ func (t *Trojan) Connect(ctx context.Context, dest trojan.Addr, payload []byte) 
 	return conn, nil
 }
 
-// Open is Handshake as a net.Conn: a pool's or a mux session's dial (no typed nil on failure).
+// flightBelow finds the flightConn under conn's TLS (below the relay's BatchConn), or nil.
+func flightBelow(conn *tls.Conn) *flightConn {
+	var c net.Conn = conn
+	for range 4 {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		if c = nc.NetConn(); c == nil {
+			return nil
+		}
+		if f, ok := c.(*flightConn); ok {
+			return f
+		}
+	}
+	return nil
+}
+
+// Open is Handshake as a net.Conn for a pool's or a mux session's dial (no typed nil on failure):
+// the handshake's last flight is sent at once, since the connection may wait before its first write.
 func (t *Trojan) Open(ctx context.Context) (net.Conn, error) {
 	conn, err := t.Handshake(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if f := flightBelow(conn); f != nil {
+		if err := f.Flush(); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("trojan server %s: %w", t.Server, err)
+		}
 	}
 	return conn, nil
 }
