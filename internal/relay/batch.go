@@ -33,6 +33,7 @@ type BatchConn struct {
 	// Reading, owned by the one goroutine that reads (TLS's Read, under its own lock).
 	sock   syscall.RawConn // the socket below, to wait on without a buffer; nil: never armed
 	armed  bool
+	busy   bool    // a read filled the small read-ahead: read four records' worth from now on
 	noWait bool    // Pipe is draining: a read that would need the socket fails with errWouldBlock
 	rb     *[]byte // read-ahead, from readAheadPool; nil when nothing is buffered
 	rr, rw int     // unread bytes are (*rb)[rr:rw]
@@ -81,7 +82,13 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchCap); retu
 // most 256 bytes of expansion, RFC 8446 §5.2), so one socket read can bring a whole chunk's worth.
 const readAheadSize = 4 * (maxRecordPlaintext + 5 + 256)
 
-var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+// smallReadAhead holds one full record: what a connection that is not (yet) busy reads ahead.
+const smallReadAhead = maxRecordPlaintext + 5 + 256
+
+var (
+	readAheadPool      = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+	smallReadAheadPool = sync.Pool{New: func() any { b := make([]byte, smallReadAhead); return &b }}
+)
 
 // Write sends p, or appends it to the batch while one is held.
 func (b *BatchConn) Write(p []byte) (int, error) {
@@ -162,7 +169,11 @@ func (b *BatchConn) Read(p []byte) (int, error) {
 // fill reads once from the socket into a fresh read-ahead buffer, holding none while it waits
 // (readSocket). In noWait mode it fails with errWouldBlock instead of waiting.
 func (b *BatchConn) fill() error {
-	rb, n, err := readSocket(b.sock, getReadAhead, putReadAhead, b.noWait)
+	get := getSmallReadAhead // until a read fills it: most connections are not bulk transfers
+	if b.busy {
+		get = getReadAhead
+	}
+	rb, n, err := readSocket(b.sock, get, putReadAhead, b.noWait)
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) {
 			return errWouldBlock
@@ -170,11 +181,20 @@ func (b *BatchConn) fill() error {
 		return err
 	}
 	b.rb, b.rr, b.rw = rb, 0, n
+	b.busy = b.busy || n == len(*rb)
 	return nil
 }
 
-func getReadAhead() *[]byte  { return readAheadPool.Get().(*[]byte) }
-func putReadAhead(b *[]byte) { readAheadPool.Put(b) }
+func getReadAhead() *[]byte      { return readAheadPool.Get().(*[]byte) }
+func getSmallReadAhead() *[]byte { return smallReadAheadPool.Get().(*[]byte) }
+
+func putReadAhead(b *[]byte) {
+	if len(*b) == readAheadSize {
+		readAheadPool.Put(b)
+	} else {
+		smallReadAheadPool.Put(b)
+	}
+}
 
 // wait returns once the read-ahead holds bytes (reading the socket, waiting without a buffer while
 // it has none), or with the socket's error or deadline.

@@ -43,7 +43,8 @@ var (
 	bigBufPool = sync.Pool{New: func() any { b := make([]byte, BigBufferSize); return &b }}
 )
 
-func bigBuf() *[]byte { return getBuf(true) }
+func bigBuf() *[]byte   { return getBuf(true) }
+func smallBuf() *[]byte { return getBuf(false) }
 
 func getBuf(big bool) *[]byte {
 	if big {
@@ -208,6 +209,10 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 	var bp *[]byte
 	defer func() { putBuf(bp) }()
 	empty := false // batch: TLS has nothing buffered, so waiting on the socket is safe
+	// A direction starts with 16 KiB chunks and takes 64 KiB ones once a chunk came back full: most
+	// connections move a few KiB, and a big buffer per connection would cost them (allocation,
+	// garbage collection) what it saves a bulk transfer.
+	big := false
 	for {
 		if batch == nil && rc == nil {
 			if batch = BatchOf(src); batch != nil {
@@ -220,16 +225,20 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 		var rerr error
 		switch {
 		case rc != nil:
-			// Up to four records' worth at once: a TLS destination seals them in one
-			// tls.Conn.Write (one system call with a BatchConn below).
-			bp, nr, rerr = readSocket(rc, bigBuf, putBuf, false)
+			// Up to four records' worth at once (once busy): a TLS destination seals them in
+			// one tls.Conn.Write (one system call with a BatchConn below).
+			get := smallBuf
+			if big {
+				get = bigBuf
+			}
+			bp, nr, rerr = readSocket(rc, get, putBuf, false)
 		case batch != nil:
 			if empty {
 				rerr = batch.wait()
 			}
 			if rerr == nil {
 				if bp == nil {
-					bp = bigBuf()
+					bp = getBuf(big)
 				}
 				if empty { // bytes are waiting below TLS
 					nr, rerr = src.Read(*bp)
@@ -245,12 +254,15 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			nr, rerr = src.Read(*bp)
 		}
 		if nr > 0 {
+			if nr == len(*bp) || batch != nil && !empty { // the chunk ran out of room
+				big = true
+			}
 			if err := p.writeChunk(dst, (*bp)[:nr], n, count); err != nil {
 				return err
 			}
 		}
-		if rc != nil || empty {
-			putBuf(bp) // wait for the next bytes without it
+		if rc != nil || empty || big && bp != nil && len(*bp) != BigBufferSize {
+			putBuf(bp) // wait for the next bytes without it; or take a bigger one
 			bp = nil
 		}
 		if rerr != nil {
