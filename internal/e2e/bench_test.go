@@ -17,29 +17,14 @@ import (
 	"github.com/fastrojan/fastrojan/internal/users"
 )
 
-// startSink accepts one connection at a time and reads it to EOF, then writes how many bytes it read
+// startSink accepts connections and reads each to EOF, then writes how many bytes it read
 // as the only reply, so the writer knows everything arrived.
 func startSink(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	tb.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n, _ := io.Copy(io.Discard, c)
-			_, _ = c.Write([]byte{byte(n), byte(n >> 8)})
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return serveTCP(tb, "tcp", "127.0.0.1:0", func(_ context.Context, c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		_, _ = c.Write([]byte{byte(n), byte(n >> 8)})
+	})
 }
 
 // inProcessProxy runs server and client in this process and returns the SOCKS5 address.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	be "encoding/binary"
 	"fmt"
 	"io"
@@ -28,27 +29,10 @@ import (
 // with no half-close on the way (trojan-gfw passes none).
 func bulkOrigin(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	tb.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serveBulk(c)
-		}
-	}()
-	return ln.Addr().String()
+	return serveTCP(tb, "tcp", "127.0.0.1:0", func(_ context.Context, c net.Conn) { serveBulk(c) })
 }
 
 func serveBulk(c net.Conn) {
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
 	var hdr [9]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net"
 	"slices"
@@ -25,34 +26,13 @@ import (
 // requestOrigin answers each connection's first bytes with a short HTTP response and closes.
 func requestOrigin(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() { ln.Close(); wg.Wait() })
 	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := c.Read(make([]byte, 512)); err != nil {
-					return
-				}
-				_, _ = c.Write([]byte(answer))
-			}()
+	return serveTCP(tb, "tcp", "127.0.0.1:0", func(_ context.Context, c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 512)); err == nil {
+			_, _ = c.Write([]byte(answer))
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // fetchOnce opens a tunnel to origin, sends a request and reads the whole answer; ttfb is from the

@@ -266,9 +266,10 @@ func httpGetVia(conn net.Conn, host, path string) (status string, body []byte, e
 	return status, body, nil
 }
 
-// startEchoOrigin serves TCP on network/addr: each connection reads until EOF while echoing, then
-// closes. It returns the address.
-func startEchoOrigin(t testing.TB, network, addr string) string {
+// serveTCP listens on network/addr and serves each connection with serve on a goroutine of its own;
+// at cleanup it stops accepting, cancels ctx (serve closes its connection when ctx ends) and waits.
+// It returns the address.
+func serveTCP(t testing.TB, network, addr string, serve func(ctx context.Context, c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
@@ -291,13 +292,22 @@ func startEchoOrigin(t testing.TB, network, addr string) string {
 				defer c.Close()
 				stop := context.AfterFunc(ctx, func() { c.Close() })
 				defer stop()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-				_, _ = io.Copy(io.Discard, bufio.NewReader(c))
+				serve(ctx, c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// startEchoOrigin serves TCP on network/addr: each connection reads until EOF while echoing, then
+// closes. It returns the address.
+func startEchoOrigin(t testing.TB, network, addr string) string {
+	t.Helper()
+	return serveTCP(t, network, addr, func(_ context.Context, c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, bufio.NewReader(c))
+	})
 }
 
 // trojanGFW returns the path of Debian's trojan binary, or skips.
