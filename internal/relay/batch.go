@@ -35,7 +35,7 @@ type BatchConn struct {
 	armed  bool
 	busy   bool    // a read filled the small read-ahead: read four records' worth from now on
 	noWait bool    // Pipe is draining: a read that would need the socket fails with errWouldBlock
-	rb     *[]byte // read-ahead, from readAheadPool; nil when nothing is buffered
+	rb     *[]byte // read-ahead, from readAheads; nil when nothing is buffered
 	rr, rw int     // unread bytes are (*rb)[rr:rw]
 	frame  framer  // TLS record framing of the bytes handed to TLS so far
 }
@@ -81,14 +81,6 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchCap); retu
 // readAheadSize holds four records of the largest size TLS allows (16 KiB of plaintext plus at
 // most 256 bytes of expansion, RFC 8446 §5.2), so one socket read can bring a whole chunk's worth.
 const readAheadSize = 4 * (maxRecordPlaintext + 5 + 256)
-
-// smallReadAhead holds one full record: what a connection that is not (yet) busy reads ahead.
-const smallReadAhead = maxRecordPlaintext + 5 + 256
-
-var (
-	readAheadPool      = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
-	smallReadAheadPool = sync.Pool{New: func() any { b := make([]byte, smallReadAhead); return &b }}
-)
 
 // Write sends p, or appends it to the batch while one is held.
 func (b *BatchConn) Write(p []byte) (int, error) {
@@ -160,7 +152,7 @@ func (b *BatchConn) Read(p []byte) (int, error) {
 	n := copy(p, avail[:min(len(avail), b.frame.toEnd(avail))])
 	b.frame.advance(p[:n])
 	if b.rr += n; b.rr == b.rw {
-		putReadAhead(b.rb)
+		readAheads.put(b.rb)
 		b.rb = nil
 	}
 	return n, nil
@@ -169,11 +161,8 @@ func (b *BatchConn) Read(p []byte) (int, error) {
 // fill reads once from the socket into a fresh read-ahead buffer, holding none while it waits
 // (readSocket). In noWait mode it fails with errWouldBlock instead of waiting.
 func (b *BatchConn) fill() error {
-	get := getSmallReadAhead // until a read fills it: most connections are not bulk transfers
-	if b.busy {
-		get = getReadAhead
-	}
-	rb, n, err := readSocket(b.sock, get, putReadAhead, b.noWait)
+	// One record's worth until a read fills it: most connections are not bulk transfers.
+	rb, n, err := readSocket(b.sock, readAheads, b.busy, b.noWait)
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) {
 			return errWouldBlock
@@ -183,17 +172,6 @@ func (b *BatchConn) fill() error {
 	b.rb, b.rr, b.rw = rb, 0, n
 	b.busy = b.busy || n == len(*rb)
 	return nil
-}
-
-func getReadAhead() *[]byte      { return readAheadPool.Get().(*[]byte) }
-func getSmallReadAhead() *[]byte { return smallReadAheadPool.Get().(*[]byte) }
-
-func putReadAhead(b *[]byte) {
-	if len(*b) == readAheadSize {
-		readAheadPool.Put(b)
-	} else {
-		smallReadAheadPool.Put(b)
-	}
 }
 
 // wait returns once the read-ahead holds bytes (reading the socket, waiting without a buffer while
@@ -206,11 +184,10 @@ func (b *BatchConn) wait() error {
 }
 
 // arm switches reading to the read-ahead, where the socket below is known and can be read without
-// waiting (Unix).
-func (b *BatchConn) arm() {
-	if b.sock != nil && readAheadWorks {
-		b.armed = true
-	}
+// waiting (Unix), and reports whether it did.
+func (b *BatchConn) arm() bool {
+	b.armed = b.armed || b.sock != nil && readAheadWorks
+	return b.armed
 }
 
 // nextFits reports whether the read-ahead holds (or, read from the socket without waiting, now

@@ -38,32 +38,6 @@ const BufferSize = 16 << 10
 // records' worth, sealed by one tls.Conn.Write and, with a BatchConn below, sent in one system call.
 const BigBufferSize = 64 << 10
 
-var (
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
-	bigBufPool = sync.Pool{New: func() any { b := make([]byte, BigBufferSize); return &b }}
-)
-
-func bigBuf() *[]byte   { return getBuf(true) }
-func smallBuf() *[]byte { return getBuf(false) }
-
-func getBuf(big bool) *[]byte {
-	if big {
-		return bigBufPool.Get().(*[]byte)
-	}
-	return bufPool.Get().(*[]byte)
-}
-
-// putBuf gives a buffer from getBuf back to its pool; nil is fine.
-func putBuf(bp *[]byte) {
-	switch {
-	case bp == nil:
-	case len(*bp) == BigBufferSize:
-		bigBufPool.Put(bp)
-	default:
-		bufPool.Put(bp)
-	}
-}
-
 // longAgo is a deadline in the past, used to unblock reads and writes when a pipe stops.
 var longAgo = time.Unix(1, 0)
 
@@ -207,7 +181,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 	}
 	var batch *BatchConn // found by the first read that can use it (pool.Retry names one once answered)
 	var bp *[]byte
-	defer func() { putBuf(bp) }()
+	defer func() { chunks.put(bp) }()
 	empty := false // batch: TLS has nothing buffered, so waiting on the socket is safe
 	// A direction starts with 16 KiB chunks and takes 64 KiB ones once a chunk came back full: most
 	// connections move a few KiB, and a big buffer per connection would cost them (allocation,
@@ -215,10 +189,8 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 	big := false
 	for {
 		if batch == nil && rc == nil {
-			if batch = BatchOf(src); batch != nil {
-				if batch.arm(); !batch.armed {
-					batch = nil
-				}
+			if batch = BatchOf(src); batch != nil && !batch.arm() {
+				batch = nil
 			}
 		}
 		var nr int
@@ -227,18 +199,14 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 		case rc != nil:
 			// Up to four records' worth at once (once busy): a TLS destination seals them in
 			// one tls.Conn.Write (one system call with a BatchConn below).
-			get := smallBuf
-			if big {
-				get = bigBuf
-			}
-			bp, nr, rerr = readSocket(rc, get, putBuf, false)
+			bp, nr, rerr = readSocket(rc, chunks, big, false)
 		case batch != nil:
 			if empty {
 				rerr = batch.wait()
 			}
 			if rerr == nil {
 				if bp == nil {
-					bp = getBuf(big)
+					bp = chunks.get(big)
 				}
 				if empty { // bytes are waiting below TLS
 					nr, rerr = src.Read(*bp)
@@ -249,7 +217,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			}
 		default:
 			if bp == nil {
-				bp = getBuf(false)
+				bp = chunks.get(false)
 			}
 			nr, rerr = src.Read(*bp)
 		}
@@ -262,7 +230,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			}
 		}
 		if rc != nil || empty || big && bp != nil && len(*bp) != BigBufferSize {
-			putBuf(bp) // wait for the next bytes without it; or take a bigger one
+			chunks.put(bp) // wait for the next bytes without it; or take a bigger one
 			bp = nil
 		}
 		if rerr != nil {

@@ -11,6 +11,6 @@ import (
 // while it waits, and a BatchConn passes reads through.
 const readAheadWorks = false
 
-func readSocket(syscall.RawConn, func() *[]byte, func(*[]byte), bool) (*[]byte, int, error) {
+func readSocket(syscall.RawConn, *sizedPool, bool, bool) (*[]byte, int, error) {
 	return nil, 0, errors.ErrUnsupported
 }
