@@ -30,7 +30,10 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 )
 
-require github.com/xtaci/smux v1.5.58
+require (
+	github.com/hashicorp/golang-lru/v2 v2.0.7
+	github.com/xtaci/smux v1.5.58
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect

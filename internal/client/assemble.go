@@ -245,6 +245,7 @@ func observer(cfg *config.Config, env Env) func(outbound.HandshakeInfo) {
 			m.Conn(metrics.RoleClient, "ok")
 			m.Handshake(metrics.RoleClient, h.Duration)
 			m.ClientHello(h.HelloBytes, h.Resumed)
+			m.Resumed(metrics.RoleClient, h.Resumed)
 		}
 		m.TFO(metrics.LegClient, h.TFO)
 		log.Debug("trojan handshake", "server", h.Server, "tfo", h.TFO.String(), "hello_bytes", h.HelloBytes,

@@ -347,9 +347,16 @@ func TestWarmPathSparesOff(t *testing.T) {
 				return m["TCPFastOpenActive"]
 			}
 			const n = 20
-			tfoBefore := active()
+			resumed := func() float64 {
+				return metric(scrapeIn(t, r.p.Client, r.clientMet), `fastrojan_tls_handshakes_total{resumed="true",role="client"}`)
+			}
+			tfoBefore, resumedBefore := active(), resumed()
 			ttfb := r.sequential(t, 0, n, 20*time.Millisecond)
 			tfo := active() - tfoBefore
+			if got := resumed() - resumedBefore; got != n {
+				// trojan-gfw's defaults (reuse_session on, session_ticket off): the server's session cache.
+				t.Errorf("%v of %d connections resumed their TLS session, want every one", got, n)
+			}
 			med, p99 := quantiles(ttfb, rtt)
 			met := "met"
 			if med > 2.10 {

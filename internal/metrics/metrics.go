@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
+	"strconv"
 	"sync"
 	"time"
 
@@ -44,6 +45,7 @@ type Metrics struct {
 	conns     *prometheus.CounterVec
 	bytes     *prometheus.CounterVec
 	handshake *prometheus.HistogramVec
+	resumed   *prometheus.CounterVec
 	tfo       *prometheus.CounterVec
 	hello     *prometheus.GaugeVec
 }
@@ -74,12 +76,16 @@ func New() *Metrics {
 			Name: "fastrojan_tfo_outcomes_total",
 			Help: "TCP Fast Open outcome per connection as the kernel reports it (TCP_INFO), by leg (client, server_accept, server_dial).",
 		}, []string{"leg", "outcome"}),
+		resumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fastrojan_tls_handshakes_total",
+			Help: "TLS handshakes completed, by role and by whether they resumed a session (ssl.reuse_session).",
+		}, []string{"role", "resumed"}),
 		hello: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fastrojan_client_hello_bytes",
 			Help: "Size of the last TLS ClientHello record sent to the server (what a TFO SYN must carry; at most 1420 bytes IPv4, 1400 IPv6), by whether the session was resumed.",
 		}, []string{"resumed"}),
 	}
-	m.reg.MustRegister(m.conns, m.bytes, m.handshake, m.tfo, m.hello, NewKernelTFOCollector(),
+	m.reg.MustRegister(m.conns, m.bytes, m.handshake, m.resumed, m.tfo, m.hello, NewKernelTFOCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -133,6 +139,14 @@ func (m *Metrics) Handshake(role string, d time.Duration) {
 		return
 	}
 	m.handshake.WithLabelValues(role).Observe(d.Seconds())
+}
+
+// Resumed counts one completed TLS handshake of role, by whether it resumed a session.
+func (m *Metrics) Resumed(role string, resumed bool) {
+	if m == nil {
+		return
+	}
+	m.resumed.WithLabelValues(role, strconv.FormatBool(resumed)).Inc()
 }
 
 // TFO counts one connection's TFO outcome on leg.

@@ -59,6 +59,9 @@ func TestScrapeShowsWhatWasReported(t *testing.T) {
 	m.TFO(LegClient, tfo.CookieRequested)
 	m.TFO(LegServerDial, tfo.NotAttempted)
 	m.ClientHello(286, false)
+	m.Resumed(RoleServer, true)
+	m.Resumed(RoleServer, true)
+	m.Resumed(RoleServer, false)
 	body := scrape(t, m)
 	wantLines(t, body,
 		`fastrojan_connections_total{result="connect",role="server"} 2`,
@@ -72,6 +75,8 @@ func TestScrapeShowsWhatWasReported(t *testing.T) {
 		`fastrojan_tfo_outcomes_total{leg="client",outcome="cookie_requested"} 1`,
 		`fastrojan_tfo_outcomes_total{leg="server_dial",outcome="not_attempted"} 1`,
 		`fastrojan_client_hello_bytes{resumed="false"} 286`,
+		`fastrojan_tls_handshakes_total{resumed="true",role="server"} 2`,
+		`fastrojan_tls_handshakes_total{resumed="false",role="server"} 1`,
 	)
 	if !strings.Contains(body, "go_goroutines ") {
 		t.Error("Go runtime metrics missing")

@@ -224,6 +224,7 @@ func onConnMetrics(m *metrics.Metrics) func(ConnInfo) {
 		}
 		if ci.Handshake > 0 {
 			m.Handshake(metrics.RoleServer, ci.Handshake)
+			m.Resumed(metrics.RoleServer, ci.Resumed)
 		}
 	}
 }

@@ -174,7 +174,9 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 		return tc, false
 	}
 	l.handshake = time.Since(hsStart)
-	if tc.ConnectionState().NegotiatedProtocol == acmeTLS1 {
+	st := tc.ConnectionState()
+	l.resumed = st.DidResume
+	if st.NegotiatedProtocol == acmeTLS1 {
 		// An ACME CA checking a TLS-ALPN-01 challenge: the handshake was the answer, and the CA
 		// closes without sending anything (RFC 8737 §3).
 		l.outcome = outACMEChallenge

@@ -17,6 +17,7 @@ type ConnInfo struct {
 	Up, Down  int64         // bytes from and to the client
 	Duration  time.Duration // accept to close
 	Handshake time.Duration // TLS handshake time; zero if none completed
+	Resumed   bool          // the handshake resumed a TLS session (ssl.reuse_session)
 	// TFOAccept is the kernel's verdict on the client's SYN at accept: Accepted when its data (the
 	// ClientHello) was accepted.
 	TFOAccept tfo.Outcome
@@ -35,6 +36,7 @@ type connTFO struct {
 	dialed    bool
 	tfoDial   tfo.Outcome
 	handshake time.Duration
+	resumed   bool
 }
 
 // dialOutcome records the TFO outcome of the connection to a target; call it before closing target.
@@ -66,7 +68,7 @@ func (s *Server) report(c net.Conn, l *connLog, start time.Time) {
 	}
 	s.opts.OnConn(ConnInfo{
 		Remote: c.RemoteAddr().String(), Outcome: l.outcome, User: l.user, Dest: l.dest,
-		Up: l.up, Down: l.down, Duration: time.Since(start), Handshake: l.handshake,
+		Up: l.up, Down: l.down, Duration: time.Since(start), Handshake: l.handshake, Resumed: l.resumed,
 		TFOAccept: l.tfoAccept, Dialed: l.dialed, TFODial: l.tfoDial,
 	})
 }

@@ -42,11 +42,24 @@ func ServerWith(ssl config.SSL, getCert func(*tls.ClientHelloInfo) (*tls.Certifi
 		NextProtos:             slices.Clone(ssl.ALPN),
 		CipherSuites:           ciphers(ssl, log),
 		CurvePreferences:       CurvePreferences(ssl),
-		SessionTicketsDisabled: !ssl.SessionTicket,
+		SessionTicketsDisabled: true,
 	}
 	logCurves(ssl, log)
-	if ssl.SessionTicket && ssl.SessionTimeout > 0 {
-		limitTicketAge(cfg, time.Duration(ssl.SessionTimeout)*time.Second)
+	// Resumption as trojan-gfw configures OpenSSL: none without ssl.reuse_session; with it, stateless
+	// tickets if ssl.session_ticket, else the server's own session cache (sessions.go).
+	switch {
+	case !ssl.ReuseSession:
+	case ssl.SessionTicket:
+		cfg.SessionTicketsDisabled = false
+		if ssl.SessionTimeout > 0 {
+			limitTicketAge(cfg, time.Duration(ssl.SessionTimeout)*time.Second)
+		}
+	default:
+		ttl := maxSessionLifetime
+		if ssl.SessionTimeout > 0 {
+			ttl = time.Duration(ssl.SessionTimeout) * time.Second
+		}
+		newSessionCache(sessionCacheSize, ttl).install(cfg)
 	}
 	if ssl.DHParam != "" {
 		log.Info("ssl.dhparam is ignored: Go offers no DHE key exchange", "dhparam", ssl.DHParam)

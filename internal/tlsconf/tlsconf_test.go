@@ -197,6 +197,7 @@ func TestReloadSwapsCertificate(t *testing.T) {
 	}
 	cs := clientSSL("")
 	cs.Verify = false
+	cs.ReuseSession = false // full handshakes: a resumed one shows the certificate of its first
 	cli, _ := Client(cs, "example.test", nil)
 	seen := func() *x509.Certificate {
 		t.Helper()
@@ -251,19 +252,19 @@ func TestServerErrors(t *testing.T) {
 func TestSessionResumption(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, _ := certFiles(t, dir, "example.test")
-	resumes := func(ticket bool, maxAge time.Duration) []bool {
+	resumes := func(mut func(*config.SSL), tweak func(*tls.Config)) []bool {
 		ss := serverSSL(certFile, keyFile)
-		ss.SessionTicket = ticket
+		mut(&ss)
 		srv, _, err := Server(ss, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if maxAge != 0 {
-			limitTicketAge(srv, maxAge)
+		if tweak != nil {
+			tweak(srv)
 		}
 		cli, _ := Client(clientSSL(certFile), "example.test", nil)
 		var out []bool
-		for range 2 {
+		for range 3 {
 			st, err := handshake(t, srv, cli)
 			if err != nil {
 				t.Fatal(err)
@@ -272,15 +273,89 @@ func TestSessionResumption(t *testing.T) {
 		}
 		return out
 	}
-	if got := resumes(true, 0); !reflect.DeepEqual(got, []bool{false, true}) {
-		t.Errorf("session_ticket on: resumed %v, want [false true]", got)
+	want := []bool{false, true, true}
+	// trojan-gfw's defaults (reuse_session on, session_ticket off): the server's own session cache.
+	if got := resumes(func(*config.SSL) {}, nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("reuse_session on, session_ticket off: resumed %v, want %v", got, want)
 	}
-	if got := resumes(false, 0); !reflect.DeepEqual(got, []bool{false, false}) {
-		t.Errorf("session_ticket off: resumed %v, want [false false]", got)
+	if got := resumes(func(s *config.SSL) { s.SessionTicket = true }, nil); !reflect.DeepEqual(got, want) {
+		t.Errorf("session_ticket on: resumed %v, want %v", got, want)
+	}
+	none := []bool{false, false, false}
+	for _, ticket := range []bool{false, true} {
+		if got := resumes(func(s *config.SSL) { s.ReuseSession, s.SessionTicket = false, ticket }, nil); !reflect.DeepEqual(got, none) {
+			t.Errorf("reuse_session off (session_ticket %v): resumed %v, want %v", ticket, got, none)
+		}
 	}
 	// session_timeout: a ticket older than the limit is refused (a negative limit makes every ticket too old).
-	if got := resumes(true, -time.Second); !reflect.DeepEqual(got, []bool{false, false}) {
-		t.Errorf("expired tickets: resumed %v, want [false false]", got)
+	if got := resumes(func(s *config.SSL) { s.SessionTicket = true }, func(c *tls.Config) { limitTicketAge(c, -time.Second) }); !reflect.DeepEqual(got, none) {
+		t.Errorf("expired tickets: resumed %v, want %v", got, none)
+	}
+}
+
+// The session cache behind reuse_session without session_ticket: a session lives session_timeout
+// and no longer, the cache holds at most its size (the least recently used go), and a ticket it
+// does not know (another server's, a forged one) means a full handshake, not an error.
+func TestSessionCache(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := certFiles(t, dir, "example.test")
+	now := time.Now()
+	newServer := func(size int, ttl time.Duration) *tls.Config {
+		srv, _, err := Server(serverSSL(certFile, keyFile), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newSessionCache(size, ttl)
+		c.now = func() time.Time { return now }
+		c.install(srv)
+		return srv
+	}
+	newClient := func() *tls.Config {
+		cli, _ := Client(clientSSL(certFile), "example.test", nil)
+		return cli
+	}
+	resumed := func(srv, cli *tls.Config) bool {
+		t.Helper()
+		st, err := handshake(t, srv, cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.DidResume
+	}
+
+	srv, cli := newServer(16, 10*time.Minute), newClient()
+	resumed(srv, cli)
+	now = now.Add(10*time.Minute - time.Second)
+	if !resumed(srv, cli) {
+		t.Error("a session within session_timeout was not resumed")
+	}
+	now = now.Add(10 * time.Minute) // the newest ticket is from the resumed handshake, at the old now
+	if resumed(srv, cli) {
+		t.Error("a session past session_timeout was resumed")
+	}
+
+	// Another server (a restarted process, another node of a farm) does not know the ticket.
+	if resumed(newServer(16, time.Hour), cli) {
+		t.Error("a server resumed a session it never issued")
+	}
+
+	// Size: with room for two sessions, the first of three clients loses its session.
+	small := newServer(2, time.Hour)
+	clients := []*tls.Config{newClient(), newClient(), newClient()}
+	for _, c := range clients {
+		resumed(small, c)
+	}
+	if resumed(small, clients[0]) {
+		t.Error("an evicted session was resumed")
+	}
+	if !resumed(small, clients[2]) {
+		t.Error("the newest session was not resumed")
+	}
+
+	// A forged identity of the right length is not an error, just a full handshake.
+	c := newSessionCache(2, time.Hour)
+	if ss, err := c.unwrap(make([]byte, sessionIDLen), tls.ConnectionState{}); ss != nil || err != nil {
+		t.Errorf("unknown ticket: %v, %v; want nil, nil", ss, err)
 	}
 }
 
