@@ -233,6 +233,34 @@ func (r *warmRig) withFloor(t *testing.T, n int, gap time.Duration) (ours, floor
 	return ours, floor
 }
 
+// maxFloorSpread is how far the baseline's 90th percentile may lie above its median before the
+// measurement counts as disturbed. Undisturbed, the baseline's fetches lie within 0.5 ms of each other
+// at 20 and 100 ms RTT. This VM has moments (seconds) when every process's wake-ups take 10-20 ms
+// longer; such a moment hits our fetches and the baseline's alike, but not in equal numbers, and it
+// once moved our median 4 ms above the baseline's while both were mostly slow samples.
+const maxFloorSpread = time.Millisecond
+
+// measure runs withFloor and returns the first of up to three measurements whose baseline shows no
+// disturbance (maxFloorSpread), or the third. start, if set, runs before each attempt (to read
+// counters). A client that itself disturbs the baseline disturbs every attempt and still fails.
+func (r *warmRig) measure(t *testing.T, n int, gap time.Duration, start func()) (ours, floor []time.Duration) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		if start != nil {
+			start()
+		}
+		ours, floor = r.withFloor(t, n, gap)
+		s := slices.Clone(floor)
+		slices.Sort(s)
+		med, p90 := s[len(s)/2], s[len(s)*9/10]
+		if p90-med <= maxFloorSpread || attempt == 3 {
+			return ours, floor
+		}
+		t.Logf("attempt %d disturbed (baseline median %v, p90 %v): measuring again; times to first byte: ours %v, baseline %v",
+			attempt, med.Round(10*time.Microsecond), p90.Round(10*time.Microsecond), roundAll(ours), roundAll(floor))
+	}
+}
+
 // quantiles returns the median and the 99th percentile of ds in RTTs.
 func quantiles(ds []time.Duration, rtt time.Duration) (median, p99 float64) {
 	s := slices.Clone(ds)
@@ -310,8 +338,8 @@ func TestWarmPathPool(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			before := r.pooled(t)
-			ttfb, floor := r.withFloor(t, n, 20*time.Millisecond)
+			var before float64
+			ttfb, floor := r.measure(t, n, 20*time.Millisecond, func() { before = r.pooled(t) })
 			rode := r.pooled(t) - before
 			med, p99 := quantiles(ttfb, tc.rtt)
 			t.Logf("RTT %v, pool on: TTFB median %.3f RTT, p99 %.3f RTT, min %.3f RTT; %v of %d streams rode a spare", tc.rtt, med, p99, float64(slices.Min(ttfb))/float64(tc.rtt), rode, n)
@@ -449,18 +477,21 @@ func TestWarmPathMux(t *testing.T) {
 			r := newWarmRig(t, tc.rtt, map[string]any{"mux": map[string]any{"enabled": true}}, nil)
 			const n = 30
 			r.sequential(t, 3, 0, 20*time.Millisecond) // warm-up: the session
-			ttfb, floor := r.withFloor(t, n, 20*time.Millisecond)
+			var streamsBefore float64
+			ttfb, floor := r.measure(t, n, 20*time.Millisecond, func() {
+				streamsBefore = metric(scrapeIn(t, r.p.Client, r.clientMet), `fastrojan_mux_streams_total{role="client"}`)
+			})
 			med, p99 := quantiles(ttfb, tc.rtt)
 			m := scrapeIn(t, r.p.Client, r.clientMet)
 			sessions := metric(m, `fastrojan_mux_sessions_total{role="client"}`)
-			streams := metric(m, `fastrojan_mux_streams_total{role="client"}`)
+			streams := metric(m, `fastrojan_mux_streams_total{role="client"}`) - streamsBefore
 			t.Logf("RTT %v, mux on: TTFB median %.3f RTT, p99 %.3f RTT, min %.3f RTT; %v streams over %v session(s)",
 				tc.rtt, med, p99, float64(slices.Min(ttfb))/float64(tc.rtt), streams, sessions)
 			fmed, fp99 := quantiles(floor, tc.rtt)
 			t.Logf("RTT %v, baseline of the same run without our client (interleaved): median %.3f RTT, p99 %.3f RTT", tc.rtt, fmed, fp99)
 			checkWarm(t, "mux on", tc.rtt, med, fmed, tc.max, maxMuxCost, ttfb, floor)
-			if sessions != 1 || streams != n+3 {
-				t.Errorf("%v streams over %v sessions, want %d over 1", streams, sessions, n+3)
+			if sessions != 1 || streams != n {
+				t.Errorf("%v streams over %v sessions, want %d over 1", streams, sessions, n)
 			}
 		})
 	}
