@@ -64,6 +64,9 @@ type Options struct {
 	// Warm adds a third mode, ModeWarm: streams on spare connections from a pool, as the client
 	// sends them by default (README "Warm path").
 	Warm bool
+	// Pool is the warm mode's pool as the measured client's config sets it (client.PoolOptions);
+	// nil means the default client config's. Its DialTimeout is replaced by Timeout.
+	Pool *pool.Options
 
 	// Progress, if set, is called after each measured connection with the count done and the
 	// total. Calls come from one goroutine at a time.
@@ -73,6 +76,9 @@ type Options struct {
 func (o *Options) defaults() error {
 	if o.Server == "" || o.TLS == nil || o.URL == "" {
 		return errors.New("bench: Server, TLS and URL are required")
+	}
+	if o.Warm && o.Pool != nil && o.Pool.Spares <= 0 {
+		return errors.New("bench: warm mode needs spare connections, and the client config turns them off (fastrojan.pool.spares 0)")
 	}
 	if o.N <= 0 {
 		o.N = 200

@@ -71,6 +71,9 @@ type LabOptions struct {
 	// (tfo.QueueLen: a floor raised to the listen backlog, or exactly QLen).
 	QLen      int
 	ExactQLen bool
+	// SSL is the server's "ssl" settings (nil: the default server config's); the certificate is
+	// the lab's own whatever SSL names.
+	SSL *config.SSL
 }
 
 // StartLab starts the server (TFO listener) in p.Server and the origin web site in p.Origin.
@@ -127,8 +130,14 @@ func StartLabWith(p *netlab.Path, opts LabOptions, log *slog.Logger) (*Lab, erro
 		return nil, fmt.Errorf("lab server: %w", err)
 	}
 	var d net.Dialer
+	// TLS as a server with this config has it (session resumption included), with the lab's certificate.
+	ssl := config.Default(config.RunServer).SSL
+	if opts.SSL != nil {
+		ssl = *opts.SSL
+	}
+	tlsCfg := tlsconf.ServerWith(ssl, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }, log)
 	l.srv, err = server.New(server.Options{
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: true},
+		TLSConfig: tlsCfg,
 		Users:     users.NewStatic([]string{password}),
 		Fallback:  origin.String(),
 		// Sockets belong to the namespace of the thread that makes them: dial from the server host.

@@ -2,11 +2,17 @@ package bench
 
 import (
 	"context"
+	"io"
+	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/netlab"
+	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
 func TestMain(m *testing.M) {
@@ -149,3 +155,44 @@ type writerString struct{ b []byte }
 
 func (w *writerString) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 func (w writerString) String() string               { return string(w.b) }
+
+// The lab's server has the TLS a server with the measured config has: with the default config
+// (reuse_session on) a client's second connection resumes its session, with reuse_session off it
+// does not. A lab server that never resumed would make every cold connection look dearer than it is.
+func TestLabServerResumesAsConfigured(t *testing.T) {
+	for _, reuse := range []bool{true, false} {
+		p := netlab.NewPath(t, netlab.PathOptions{RTT: 2 * time.Millisecond})
+		ssl := config.Default(config.RunServer).SSL
+		ssl.ReuseSession = reuse
+		lab, err := StartLabWith(p, LabOptions{SSL: &ssl}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin, err := netip.ParseAddrPort(strings.TrimSuffix(strings.TrimPrefix(lab.url, "http://"), "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resumed []bool
+		for range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := lab.out.Connect(ctx, trojan.AddrFromAddrPort(origin), []byte("GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadAll(c); err != nil { // the answer, and the server's session ticket
+				t.Fatal(err)
+			}
+			resumed = append(resumed, c.ConnectionState().DidResume)
+			c.Close()
+		}
+		if err := lab.Close(); err != nil {
+			t.Error(err)
+		}
+		want := []bool{false, reuse, reuse}
+		if !slices.Equal(resumed, want) {
+			t.Errorf("reuse_session %v: resumed %v, want %v", reuse, resumed, want)
+		}
+	}
+}

@@ -64,9 +64,10 @@ func ParseLoss(s string) (float64, error) {
 	return v, nil
 }
 
-// QueueFromConfig sets the lab server's TFO queue from a server config file: only its queue
-// settings matter, so it is decoded strictly but not validated as a whole. A QLen already set wins.
-func (o *LabOptions) QueueFromConfig(path string) error {
+// FromServerConfig takes the lab server's TFO queue and TLS settings (session resumption, curves,
+// ALPN, ciphers; not the certificate, the lab makes its own) from a server config file: only those
+// matter, so it is decoded strictly but not validated as a whole. A QLen already set wins.
+func (o *LabOptions) FromServerConfig(path string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -80,5 +81,7 @@ func (o *LabOptions) QueueFromConfig(path string) error {
 		o.QLen = q
 	}
 	o.ExactQLen = o.ExactQLen || exact
+	ssl := cfg.SSL
+	o.SSL = &ssl
 	return nil
 }

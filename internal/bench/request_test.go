@@ -51,20 +51,23 @@ func TestParseLoss(t *testing.T) {
 	}
 }
 
-func TestLabQueueFromConfig(t *testing.T) {
+func TestLabFromServerConfig(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "server.json")
-	if err := os.WriteFile(file, []byte(`{"run_type": "server", "tcp": {"fast_open_qlen": 50}, "fastrojan": {"tfo": {"exact_qlen": true}}}`), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(`{"run_type": "server", "ssl": {"reuse_session": false}, "tcp": {"fast_open_qlen": 50}, "fastrojan": {"tfo": {"exact_qlen": true}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	o := LabOptions{}
-	if err := o.QueueFromConfig(file); err != nil || o.QLen != 50 || !o.ExactQLen {
+	if err := o.FromServerConfig(file); err != nil || o.QLen != 50 || !o.ExactQLen {
 		t.Errorf("from the config: %+v, %v; want QLen 50, exact", o, err)
 	}
+	if o.SSL == nil || o.SSL.ReuseSession || o.SSL.SessionTimeout != 600 {
+		t.Errorf("ssl from the config: %+v; want reuse_session false, the rest defaults", o.SSL)
+	}
 	o = LabOptions{QLen: 7} // --lab-qlen wins
-	if err := o.QueueFromConfig(file); err != nil || o.QLen != 7 || !o.ExactQLen {
+	if err := o.FromServerConfig(file); err != nil || o.QLen != 7 || !o.ExactQLen {
 		t.Errorf("with QLen set: %+v, %v; want QLen 7, exact", o, err)
 	}
-	if err := (&LabOptions{}).QueueFromConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+	if err := (&LabOptions{}).FromServerConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("a missing file: no error")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 
+	"github.com/fastrojan/fastrojan/internal/client"
+	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/outbound"
 	"github.com/fastrojan/fastrojan/internal/pool"
 	"github.com/fastrojan/fastrojan/internal/tfo"
@@ -20,12 +22,18 @@ const (
 	OutcomeOwn   = "own_connection" // no spare: opened its own, with TFO
 )
 
-// newWarmPool is the pool warm mode takes its connections from: the client's defaults, its spares
-// opened with TFO (and the per-server TFO memory, as the client does).
+// newWarmPool is the pool warm mode takes its connections from: the measured client's settings
+// (Options.Pool, else the default config's), its spares opened with TFO (and the per-server TFO
+// memory, as the client does).
 func (r *runner) newWarmPool() *pool.Pool {
 	ob := &outbound.Trojan{Server: r.opts.Server, TLS: r.opts.TLS, Hash: r.opts.Hash, HandshakeTimeout: r.opts.Timeout,
 		DialTFO: r.opts.DialTFO, Paths: r.opts.Paths, DialPlain: r.opts.DialPlain}
-	return pool.New(ob.Open, pool.Options{Spares: pool.DefaultSpares, DialTimeout: r.opts.Timeout})
+	po := client.PoolOptions(config.Default(config.RunClient))
+	if r.opts.Pool != nil {
+		po = *r.opts.Pool
+	}
+	po.DialTimeout = r.opts.Timeout
+	return pool.New(ob.Open, po)
 }
 
 // warmConn opens a stream on a spare (or its own connection) and sends the request with payload.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/bench"
+	"github.com/fastrojan/fastrojan/internal/client"
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/netlab"
 	"github.com/fastrojan/fastrojan/internal/tlsconf"
@@ -117,6 +118,14 @@ func newBenchFlags(stderr io.Writer) (*flag.FlagSet, *benchFlags) {
 // labConfig says whether -c came with --lab: then it is the server config whose queue the lab uses.
 func (f *benchFlags) labConfig() bool { return f.labRTT > 0 && f.path != "" }
 
+// source names the client config measured, for messages: the -c file or the --server link.
+func (f *benchFlags) source() string {
+	if f.path != "" {
+		return f.path
+	}
+	return "the --server link"
+}
+
 // request is what the flags ask for, for bench.Request.Problem.
 func (f *benchFlags) request() bench.Request {
 	sources := 0
@@ -158,7 +167,7 @@ func startBenchLab(f *benchFlags, log *slog.Logger, stderr io.Writer) (*benchLab
 	}
 	lopts := bench.LabOptions{Fault: f.labFault, QLen: f.labQLen, ExactQLen: f.labExact}
 	if f.labConfig() {
-		if err := lopts.QueueFromConfig(f.path); err != nil {
+		if err := lopts.FromServerConfig(f.path); err != nil {
 			fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 			return nil, exitUsage
 		}
@@ -198,7 +207,17 @@ func benchRemote(f *benchFlags, log *slog.Logger, stderr io.Writer) (bench.Optio
 		fmt.Fprintf(stderr, "fastrojan bench: %v\n", err)
 		return bench.Options{}, exitFail
 	}
-	return bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: f.url}, exitOK
+	if f.warm && cfg.Mux.Enabled {
+		fmt.Fprintf(stderr, "fastrojan bench --warm: this client config uses trojan-go mux (mux.enabled), whose streams share sessions; --warm measures the pool of spare connections, which a client with mux does not keep\n")
+		return bench.Options{}, exitUsage
+	}
+	// --warm measures the pool this client config keeps (fastrojan.pool), not the defaults.
+	po := client.PoolOptions(cfg)
+	if f.warm && po.Spares <= 0 {
+		fmt.Fprintf(stderr, "fastrojan bench --warm: %s sets fastrojan.pool.spares to 0, so this client keeps no spare connections and has no warm path to measure; drop --warm, or set spares\n", f.source())
+		return bench.Options{}, exitUsage
+	}
+	return bench.Options{Server: cfg.RemoteHostPort(), TLS: tlsCfg, Hash: trojan.HashPassword(cfg.Password[0]), URL: f.url, Pool: &po}, exitOK
 }
 
 // benchConfig is the client config of the server to measure: from -c FILE or --server LINK.

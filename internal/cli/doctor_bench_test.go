@@ -81,6 +81,30 @@ func TestBenchCommandUsage(t *testing.T) {
 	}
 }
 
+// bench --warm measures the pool the client config keeps: a config without spares, or with trojan-go
+// mux (whose streams do not use the pool), has no warm path to measure, and bench says so instead
+// of measuring a pool that client would not have.
+func TestBenchCommandWarmFollowsConfig(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ extra, want string }{
+		"spares 0": {`"fastrojan": {"pool": {"spares": 0}}`, "fastrojan.pool.spares to 0"},
+		"mux":      {`"mux": {"enabled": true}`, "mux.enabled"},
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "")+".json")
+		cfg := `{"run_type": "client", "local_addr": "127.0.0.1", "local_port": 1080, "remote_addr": "192.0.2.1", "remote_port": 443, "password": ["pw"], ` + tc.extra + `}`
+		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := runCLI(t, "bench", "-c", file, "--url", "http://192.0.2.2/", "--warm")
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d naming %q", name, code, stderr, exitUsage, tc.want)
+		}
+		if name == "spares 0" && !strings.Contains(stderr, file) {
+			t.Errorf("%s: the message does not name the file: %q", name, stderr)
+		}
+	}
+}
+
 // A short bench in the lab from the command line: JSON on stdout, the plot written, progress on
 // stderr as plain lines (stderr is not a terminal here).
 func TestBenchCommandLab(t *testing.T) {

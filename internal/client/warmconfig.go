@@ -19,20 +19,27 @@ func poolFromConfig(cfg *config.Config, out *outbound.Trojan, log *slog.Logger, 
 	if cfg.Mux.Enabled {
 		return nil
 	}
-	pc := cfg.Fastrojan.Pool
-	p := pool.New(out.Open, pool.Options{
-		Spares:      pc.Spares,
-		Linger:      time.Duration(pc.Linger),
-		MaxAge:      time.Duration(pc.MaxAge),
-		DialTimeout: time.Duration(cfg.Fastrojan.HandshakeTimeout),
-		Logger:      log,
-	})
+	opts := PoolOptions(cfg)
+	opts.Logger = log
+	p := pool.New(out.Open, opts)
 	if p == nil {
 		log.Info("no spare connections (fastrojan.pool.spares 0): every stream opens its own connection")
 		return nil
 	}
 	registerPool(m, p)
 	return p
+}
+
+// PoolOptions is the pool a client with cfg keeps (fastrojan.pool); Spares 0 means none. fastrojan
+// bench --warm measures with the same.
+func PoolOptions(cfg *config.Config) pool.Options {
+	pc := cfg.Fastrojan.Pool
+	return pool.Options{
+		Spares:      pc.Spares,
+		Linger:      time.Duration(pc.Linger),
+		MaxAge:      time.Duration(pc.MaxAge),
+		DialTimeout: time.Duration(cfg.Fastrojan.HandshakeTimeout),
+	}
 }
 
 // registerPool exports the pool's counters, read at scrape time.
