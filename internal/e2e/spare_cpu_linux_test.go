@@ -57,16 +57,23 @@ func BenchmarkServerCPUPerSpare(b *testing.B) {
 			time.Sleep(100 * time.Millisecond)
 			before := procCPU(b, srv.cmd.Process.Pid)
 			b.ResetTimer()
+			didResume := 0
 			for range b.N {
 				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 				if err != nil {
 					b.Fatal(err)
+				}
+				if c.ConnectionState().DidResume {
+					didResume++
 				}
 				if resumed {
 					c.SetReadDeadline(time.Now().Add(time.Millisecond))
 					c.Read(make([]byte, 1))
 				}
 				c.Close()
+			}
+			if want := map[bool]int{false: 0, true: b.N}[resumed]; didResume != want {
+				b.Errorf("%d of %d handshakes resumed, want %d (the default config: reuse_session on)", didResume, b.N, want)
 			}
 			b.StopTimer()
 			time.Sleep(300 * time.Millisecond) // the server finishes the last closes
