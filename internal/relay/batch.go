@@ -207,6 +207,9 @@ func (b *BatchConn) nextFits(n int) bool {
 	return end <= len(avail) && end <= n
 }
 
+// pending reports whether the read-ahead holds bytes TLS has not read.
+func (b *BatchConn) pending() bool { return b.rb != nil && b.rr < b.rw }
+
 // framer follows the TLS record framing of a byte stream: a 5-byte header (type, version, length)
 // and then length bytes of body.
 type framer struct {

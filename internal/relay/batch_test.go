@@ -70,6 +70,87 @@ func TestBatchedChunkLeavesInOneWrite(t *testing.T) {
 	}
 }
 
+// Issue 17: a short connection (a request one way, a few KiB back, as most connections are) moves
+// its chunks in 16 KiB buffers both ways and never takes a 64 KiB one: only a chunk that comes back
+// full makes a direction busy.
+func TestShortConnectionKeepsSmallChunks(t *testing.T) {
+	client, server, _ := batchedServer(t, true)
+	plain, peer := tcpPair(t)
+	done := make(chan error, 1)
+	before := chunks.bigGets.Load()
+	go func() { _, _, err := Pipe(server, plain, time.Minute); done <- err }()
+	request := bytes.Repeat([]byte("r"), 400)
+	answer := bytes.Repeat([]byte("a"), 6<<10)
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = peer.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Write(request); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, make([]byte, len(request))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.Write(answer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, make([]byte, len(answer))); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.Close()
+	_ = client.Close()
+	<-done
+	if n := chunks.bigGets.Load() - before; n != 0 {
+		t.Errorf("a 400-byte request and a 6 KiB answer took %d 64 KiB chunks, want none", n)
+	}
+	// The same tunnel shape with a bulk answer does take them (the check above can fail).
+	client, server, _ = batchedServer(t, true)
+	plain, peer = tcpPair(t)
+	before = chunks.bigGets.Load()
+	go func() { _, _, err := Pipe(server, plain, time.Minute); done <- err }()
+	bulk := make([]byte, 1<<20)
+	go func() { _, _ = peer.Write(bulk); _ = peer.Close() }()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, make([]byte, len(bulk))); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.Close()
+	<-done
+	if n := chunks.bigGets.Load() - before; n == 0 {
+		t.Error("a 1 MiB answer took no 64 KiB chunk")
+	}
+}
+
+// Records TLS read before the relay armed the read-ahead (the server reads the request that way, and
+// one read may bring several records, a close_notify too) are relayed without waiting for the socket:
+// the peer sent everything and waits for the end of the stream.
+func TestRecordsBufferedBeforeArmingAreRelayed(t *testing.T) {
+	client, server, _ := batchedServer(t, true)
+	plain, peer := tcpPair(t)
+	for _, part := range []string{"request", " and more"} {
+		if _, err := client.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.CloseWrite(); err != nil { // close_notify
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // all three records in the server's receive queue
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	first := make([]byte, 7)
+	if _, err := io.ReadFull(server, first); err != nil || string(first) != "request" {
+		t.Fatalf("first record: %q, %v", first, err)
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := Pipe(server, plain, time.Minute); done <- err }()
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	rest, err := io.ReadAll(peer) // EOF once the close_notify went through
+	if err != nil || string(rest) != " and more" {
+		t.Fatalf("relayed %q, %v; want %q and the end of the stream", rest, err, " and more")
+	}
+	_ = peer.Close()
+	_ = client.Close()
+	<-done
+}
+
 // Issue 17: the records already received are decrypted into one chunk and reach the plain side in
 // one write (once the direction is busy, as above: a 16 KiB chunk, then the rest, 44 KiB); without a
 // BatchConn each record is its own write.

@@ -183,6 +183,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 	var bp *[]byte
 	defer func() { chunks.put(bp) }()
 	empty := false // batch: TLS has nothing buffered, so waiting on the socket is safe
+	full := false  // batch: the next record did not fit in the chunk
 	// A direction starts with 16 KiB chunks and takes 64 KiB ones once a chunk came back full: most
 	// connections move a few KiB, and a big buffer per connection would cost them (allocation,
 	// garbage collection) what it saves a bulk transfer.
@@ -212,7 +213,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 					nr, rerr = src.Read(*bp)
 				}
 				if rerr == nil {
-					nr, empty, rerr = drain(src, batch, *bp, nr)
+					nr, empty, full, rerr = drain(src, batch, *bp, nr)
 				}
 			}
 		default:
@@ -222,7 +223,7 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			nr, rerr = src.Read(*bp)
 		}
 		if nr > 0 {
-			if nr == len(*bp) || batch != nil && !empty { // the chunk ran out of room
+			if nr == len(*bp) || full { // the chunk ran out of room
 				big = true
 			}
 			if err := p.writeChunk(dst, (*bp)[:nr], n, count); err != nil {
@@ -270,9 +271,12 @@ func (p *pipe) writeChunk(dst net.Conn, b []byte, n *int64, count *atomic.Int64)
 
 // drain reads into buf[nr:], from the TLS source src, what can be read without waiting for the
 // socket (whole records in TLS's own buffer or in its BatchConn's read-ahead), while a full record
-// still fits, or the next one, read ahead, does. empty reports that TLS had nothing more. An error (EOF after close_notify, say) is
-// returned with the bytes read before it.
-func drain(src net.Conn, batch *BatchConn, buf []byte, nr int) (n int, empty bool, err error) {
+// still fits, or the next one, read ahead, does. empty reports that TLS had nothing more; full, that
+// the next record is waiting in the read-ahead and did not fit (the chunk ran out of room). Neither
+// when the loop stopped without knowing: TLS may still hold records it read before the BatchConn
+// was armed (several in one read), so only a read says it is empty. An error (EOF after
+// close_notify, say) is returned with the bytes read before it.
+func drain(src net.Conn, batch *BatchConn, buf []byte, nr int) (n int, empty, full bool, err error) {
 	for len(buf)-nr >= maxRecordPlaintext || batch.nextFits(len(buf)-nr) {
 		batch.noWait = true
 		m, err := src.Read(buf[nr:])
@@ -280,12 +284,12 @@ func drain(src net.Conn, batch *BatchConn, buf []byte, nr int) (n int, empty boo
 		nr += m
 		if err != nil {
 			if errors.Is(err, errWouldBlock) {
-				return nr, true, nil
+				return nr, true, false, nil
 			}
-			return nr, false, err
+			return nr, false, false, err
 		}
 	}
-	return nr, false, nil
+	return nr, false, batch.pending(), nil
 }
 
 // maxRecordPlaintext is the most one TLS record carries.
