@@ -99,8 +99,32 @@ func (s *Server) handle(c net.Conn) {
 	}()
 	var l connLog
 	l.tfoAccept = tfo.ServerOutcome(c)
-	s.serveConn(c, &l)
+	_ = c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	var first [1]byte
+	switch _, err := io.ReadFull(c, first[:]); {
+	case err != nil:
+		l.outcome, l.err = outNoBytes, err
+	case first[0] != recordTypeHandshake:
+		s.serveNonTLS(c, first[:], &l)
+	default:
+		// The setup (TLS handshake, request, target dial) runs on a goroutine of its own and hands
+		// back the relay, which runs here with nothing deep below it: an idle tunnel parks this
+		// goroutine about 2 KB deep, on a 4 KiB stack, where the setup's call chain kept it 4.9 KB
+		// deep on an 8 KiB one for the tunnel's life (the runtime shrinks a stack only below a
+		// quarter in use). A connection that sends nothing, or no TLS, costs one goroutine, as
+		// before (the handshake had a goroutine of its own already).
+		var relayLater func()
+		_ = relay.OnFreshStack(func() error { relayLater = s.serveTLS(c, first[:], &l); return nil })
+		if relayLater != nil {
+			relayLater()
+		}
+	}
 	s.report(c, &l, start)
+	s.logConn(c, &l, start)
+}
+
+// logConn writes the connection's one debug line (apart from handle, whose frame stays small).
+func (s *Server) logConn(c net.Conn, l *connLog, start time.Time) {
 	if !s.log.Enabled(s.ctx, slog.LevelDebug) {
 		return
 	}
@@ -126,25 +150,25 @@ func (s *Server) handle(c net.Conn) {
 	s.log.LogAttrs(s.ctx, slog.LevelDebug, "connection", attrs...)
 }
 
-// serveConn runs one connection from accept to its end. The caller closes c.
-func (s *Server) serveConn(c net.Conn, l *connLog) {
-	_ = c.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	var first [1]byte
-	if _, err := io.ReadFull(c, first[:]); err != nil {
-		l.outcome, l.err = outNoBytes, err
-		return
-	}
-	if first[0] != recordTypeHandshake {
-		s.serveNonTLS(c, first[:], l)
-		return
-	}
-	tc, ok := s.handshake(c, first[:], l)
-	defer tc.Close() // after the handshake: close_notify, bounded by tls's own 5s write deadline
+// serveTLS serves a connection whose first byte, read under the handshake deadline, starts a TLS
+// record. It returns nil once the connection is done, or the relay that serves the rest of it (with
+// every cleanup after it), for the caller to run. The caller closes c.
+func (s *Server) serveTLS(c net.Conn, first []byte, l *connLog) (relayLater func()) {
+	tc, ok := s.handshake(c, first, l)
 	if !ok {
-		return
+		_ = tc.Close() // close_notify, bounded by tls's own 5s write deadline
+		return nil
 	}
 	_ = c.SetDeadline(time.Time{})
-	s.serveRequest(c, tc, l)
+	next := s.serveRequest(c, tc, l)
+	if next == nil {
+		_ = tc.Close()
+		return nil
+	}
+	return func() {
+		defer tc.Close()
+		next()
+	}
 }
 
 // handshake runs the TLS handshake on c, whose first byte was already read. ok is false when the
@@ -159,7 +183,7 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 	}
 	tc = tls.Server(relay.Batch(under, c), s.opts.TLSConfig)
 	hsStart := time.Now()
-	err := relay.OnFreshStack(tc.Handshake)
+	err := tc.Handshake() // on serveTLS's own goroutine (handle): what it costs the stack is not kept
 	if err == nil && held != nil {
 		err = held.done()
 	}
@@ -186,8 +210,8 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 }
 
 // serveRequest reads the Trojan request from tc and serves it: an authenticated request as its
-// command asks, anything else by the fallback.
-func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) {
+// command asks, anything else by the fallback. A CONNECT's relay is returned, not run (serveTLS).
+func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) (relayLater func()) {
 	rb := getRequestBuf()
 	defer rb.release()
 	buf := rb.b
@@ -199,7 +223,7 @@ func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) {
 			m, rerr = s.readSilent(c, tc, buf) // a client's spare may wait here (spare.go)
 			if errors.Is(rerr, errShutdownSilent) {
 				l.outcome, l.reason = outNoBytes, "shutdown while silent"
-				return
+				return nil
 			}
 		} else {
 			m, rerr = tc.Read(buf[n:])
@@ -208,12 +232,11 @@ func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) {
 		v := classify(buf[:n], s.opts.Users)
 		switch v.kind {
 		case verdictConnect:
-			s.serveAuthenticated(c, tc, v, buf[:n], rb, l)
-			return
+			return s.serveAuthenticated(c, tc, &v, buf[:n], rb, l)
 		case verdictFallback:
 			l.reason = v.reason
 			s.fallback(tc, buf[:n], rb, l)
-			return
+			return nil
 		}
 		switch {
 		case rerr == nil && n < len(buf):
@@ -226,40 +249,52 @@ func (s *Server) serveRequest(c net.Conn, tc *tls.Conn, l *connLog) {
 			l.reason = "request timeout"
 		default:
 			l.outcome, l.err = outReadFailed, rerr
-			return
+			return nil
 		}
 		s.fallback(tc, buf[:n], rb, l)
-		return
+		return nil
 	}
 }
 
 // serveAuthenticated serves a request with a known password (read so far: req, in rb) within the
-// user's session: CONNECT, UDP ASSOCIATE or mux.
-func (s *Server) serveAuthenticated(c net.Conn, tc *tls.Conn, v verdict, req []byte, rb *requestBuf, l *connLog) {
+// user's session: UDP ASSOCIATE and mux here, CONNECT by the relay it returns (the session ends
+// after it).
+func (s *Server) serveAuthenticated(c net.Conn, tc *tls.Conn, v *verdict, req []byte, rb *requestBuf, l *connLog) (relayLater func()) {
 	sess, ok := s.beginSession(c, v.user)
 	if !ok { // deleted or over quota since the lookup: as an unknown password
 		l.reason = "unknown password"
 		s.fallback(tc, req, rb, l)
-		return
+		return nil
 	}
-	defer sess.End()
 	l.sess = sess
 	l.user, l.dest = v.user.Name, v.req.Dest.String()
 	s.authenticated.Add(1)
 	payload := req[v.hdrLen:]
 	switch v.req.Cmd {
 	case trojan.CmdUDPAssociate:
+		defer sess.End()
 		s.udpAssociate(tc, payload, rb, l)
+		return nil
 	case trojan.CmdMux:
+		defer sess.End()
 		s.serveMux(tc, payload, rb, l)
-	default:
-		s.connect(tc, v.req, payload, rb, l)
+		return nil
+	}
+	next := s.connect(tc, v.req, payload, rb, l)
+	if next == nil {
+		sess.End()
+		return nil
+	}
+	return func() {
+		defer sess.End()
+		next()
 	}
 }
 
-// connect relays an authenticated CONNECT to its target; payload is what followed the header.
-// rb, which holds payload, is released once payload is written.
-func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb *requestBuf, l *connLog) {
+// connect dials an authenticated CONNECT's target and writes payload, what followed the header
+// (rb, which holds it, is released then), and returns the relay between client and target, which
+// closes the target when done; nil when the target could not be reached or written.
+func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb *requestBuf, l *connLog) (relayLater func()) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.DialTimeout)
 	dial, withTFO := s.opts.Dial, false
 	if len(payload) > 0 && s.opts.DialFirst != nil {
@@ -269,10 +304,12 @@ func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb
 	cancel()
 	if err != nil {
 		l.outcome, l.err = outDialFailed, fmt.Errorf("dial %s: %w", req.Dest, err)
-		return
+		return nil
 	}
-	defer target.Close()
-	defer l.dialOutcome(target, withTFO) // before Close: TCP_INFO needs the socket
+	done := func() {
+		l.dialOutcome(target, withTFO) // before Close: TCP_INFO needs the socket
+		_ = target.Close()
+	}
 	l.outcome = outConnect
 	if len(payload) > 0 {
 		_ = target.SetWriteDeadline(time.Now().Add(s.opts.IdleTimeout))
@@ -281,14 +318,18 @@ func (s *Server) connect(client net.Conn, req trojan.Request, payload []byte, rb
 		addCount(l.sess.Up(), n)
 		if err != nil {
 			l.err = fmt.Errorf("write first payload to %s: %w", req.Dest, err)
-			return
+			done()
+			return nil
 		}
 	}
 	rb.release()
-	up, down, err := relay.PipeOpts(client, target, relay.Options{Idle: s.opts.IdleTimeout, AToB: l.sess.Up(), BToA: l.sess.Down()})
-	l.up += up
-	l.down += down
-	l.err = err
+	return func() {
+		defer done()
+		up, down, err := relay.PipeOpts(client, target, relay.Options{Idle: s.opts.IdleTimeout, AToB: l.sess.Up(), BToA: l.sess.Down()})
+		l.up += up
+		l.down += down
+		l.err = err
+	}
 }
 
 // fallback hands client to the fallback site: it replays seen, every byte read so far, and relays

@@ -33,7 +33,9 @@ func (s *Server) serveMux(client net.Conn, pre []byte, rb *requestBuf, l *connLo
 			case trojan.CmdUDPAssociate:
 				s.udpAssociate(st, nil, nil, &sl)
 			default:
-				s.connect(st, trojan.Request{Cmd: st.Cmd, Dest: st.Dest}, firstBytes(st), nil, &sl)
+				if relayStream := s.connect(st, trojan.Request{Cmd: st.Cmd, Dest: st.Dest}, firstBytes(st), nil, &sl); relayStream != nil {
+					relayStream()
+				}
 			}
 			mu.Lock()
 			l.up += sl.up
