@@ -453,10 +453,12 @@ func closeWrite(c net.Conn) error {
 func CloseWrite(c net.Conn) error { return closeWrite(c) }
 
 // OnFreshStack runs f on a goroutine of its own and waits for it. Setup work (a TLS handshake's
-// crypto, a Trojan request) grows a goroutine's stack to 8–32 KiB, and the goroutine that goes on to
-// relay for hours would keep it (stacks shrink only at garbage collections, and only when mostly
-// unused): run there, it costs each idle tunnel 4–8 KiB (BenchmarkIdleTunnelRSS). f must return on
-// its own (a deadline bounds it).
+// crypto, a Trojan request, a deep call chain) grows a goroutine's stack to 8–32 KiB, and the
+// goroutine that goes on to relay for hours would keep it (stacks shrink only at garbage
+// collections, and only when less than a quarter is in use): run there, it costs each idle tunnel
+// 4–8 KiB (BenchmarkIdleTunnelRSS). The server runs a connection's whole TLS setup this way and
+// gets its relay back to run; the client its Trojan request. f must return on its own (a deadline
+// bounds it).
 func OnFreshStack(f func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- f() }()
