@@ -223,8 +223,11 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 			nr, rerr = src.Read(*bp)
 		}
 		if nr > 0 {
-			if nr == len(*bp) || full { // the chunk ran out of room
+			if !big && (nr == len(*bp) || full) { // the chunk ran out of room
 				big = true
+				if wentBig != nil {
+					wentBig()
+				}
 			}
 			if err := p.writeChunk(dst, (*bp)[:nr], n, count); err != nil {
 				return err
@@ -251,6 +254,10 @@ func (p *pipe) copyChunks(dst, src net.Conn, n *int64, count *atomic.Int64) erro
 		}
 	}
 }
+
+// wentBig, set only by tests, is called when a direction takes to 64 KiB chunks (once per
+// direction, not per chunk: nothing on the copy loop's busy path).
+var wentBig func()
 
 // writeChunk writes one chunk that was read, and counts it.
 func (p *pipe) writeChunk(dst net.Conn, b []byte, n *int64, count *atomic.Int64) error {
