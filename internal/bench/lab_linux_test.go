@@ -3,16 +3,13 @@ package bench
 import (
 	"context"
 	"io"
-	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/fastrojan/fastrojan/internal/config"
 	"github.com/fastrojan/fastrojan/internal/netlab"
-	"github.com/fastrojan/fastrojan/internal/trojan"
 )
 
 func TestMain(m *testing.M) {
@@ -168,14 +165,14 @@ func TestLabServerResumesAsConfigured(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		origin, err := netip.ParseAddrPort(strings.TrimSuffix(strings.TrimPrefix(lab.url, "http://"), "/"))
+		tgt, err := parseTarget(lab.url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var resumed []bool
 		for range 3 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			c, err := lab.out.Connect(ctx, trojan.AddrFromAddrPort(origin), []byte("GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"))
+			c, err := lab.out.Connect(ctx, tgt.dest, tgt.request(true))
 			cancel()
 			if err != nil {
 				t.Fatal(err)

@@ -183,7 +183,7 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 	}
 	tc = tls.Server(relay.Batch(under, c), s.opts.TLSConfig)
 	hsStart := time.Now()
-	err := tc.Handshake() // on serveTLS's own goroutine (handle): what it costs the stack is not kept
+	err := tc.Handshake() // on the setup's goroutine (handle): what it costs the stack is not kept
 	if err == nil && held != nil {
 		err = held.done()
 	}
