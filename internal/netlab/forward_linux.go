@@ -225,12 +225,15 @@ func (p *pipe) handle(pkt []byte, rng *rand.Rand, steer bool) {
 }
 
 func (p *pipe) write(out int, pkt []byte) {
+	// Counted before the write: the receiver may read the packet before
+	// this goroutine runs again, and whoever saw it arrive must find it
+	// counted.
+	p.d.forwarded.Add(1)
 	if _, err := p.outs[out].Write(pkt); err != nil {
 		// The kernel refuses malformed packets (EINVAL); a closed file
 		// means the link is going away. Either way the packet is gone.
-		return
+		p.d.forwarded.Add(^uint64(0)) // minus one
 	}
-	p.d.forwarded.Add(1)
 }
 
 func (p *pipe) enqueue(pkt []byte, out int, rng *rand.Rand, delay, jitter, rate int64) {
