@@ -74,10 +74,13 @@ func TestWaitBoundClosesBusy(t *testing.T) {
 	s := New()
 	busy, _ := pair(t)
 	s.Add(busy, true)
-	handlerDone := make(chan struct{})
+	// cutOff is closed once the handler's read has failed, before it tells the set it is done
+	// (Remove), so a Wait that returned early finds it still open. (A deferred close ran after
+	// Remove: Wait could return in between and the test failed on a correct set, as in CI once.)
+	cutOff := make(chan struct{})
 	go func() {
-		defer close(handlerDone)
 		busy.Read(make([]byte, 1)) // returns once the set closes busy
+		close(cutOff)
 		s.Remove(busy)
 	}()
 	s.BeginShutdown()
@@ -87,7 +90,7 @@ func TestWaitBoundClosesBusy(t *testing.T) {
 		t.Fatalf("Wait = %v, want DeadlineExceeded", err)
 	}
 	select {
-	case <-handlerDone:
+	case <-cutOff:
 	default:
 		t.Fatal("Wait returned before the handler it cut off")
 	}
