@@ -114,11 +114,23 @@ type bulkPeer struct {
 	client, server *proc
 }
 
-func startBulkPeers(b *testing.B) []bulkPeer {
-	p := startPair(b)
+func startBulkPeers(b *testing.B) []bulkPeer { return startBulkPeersWith(b, false) }
+
+// withFastOpen sets tcp.fast_open in a fastrojan or trojan-gfw config when on.
+func withFastOpen(c map[string]any, on bool) {
+	if on {
+		c["tcp"] = map[string]any{"fast_open": true}
+	}
+}
+
+// startBulkPeersWith is startBulkPeers with TCP Fast Open turned on in every config when fastOpen is
+// set (tcp.fast_open for fastrojan and trojan-gfw, tcp_fast_open for sing-box).
+func startBulkPeersWith(b *testing.B, fastOpen bool) []bulkPeer {
+	tfo := func(c map[string]any) { withFastOpen(c, fastOpen) }
+	p := startPairWith(b, tfo, tfo)
 	peers := []bulkPeer{{"fastrojan", p.socks, p.client, p.server}}
 	if bin, err := exec.LookPath("trojan"); err == nil {
-		peers = append(peers, startGFWPair(b, bin))
+		peers = append(peers, startGFWPair(b, bin, fastOpen))
 	} else {
 		b.Logf("trojan-gfw not installed (apt-get install trojan): not measured")
 	}
@@ -127,33 +139,36 @@ func startBulkPeers(b *testing.B) []bulkPeer {
 		singbox, _ = exec.LookPath("sing-box")
 	}
 	if singbox != "" {
-		peers = append(peers, startSingBoxPair(b, singbox))
+		peers = append(peers, startSingBoxPair(b, singbox, fastOpen))
 	} else {
 		b.Logf("no sing-box on PATH (or FASTROJAN_SINGBOX): not measured")
 	}
 	return peers
 }
 
-func startGFWPair(b *testing.B, bin string) bulkPeer {
+func startGFWPair(b *testing.B, bin string, fastOpen bool) bulkPeer {
 	dir := b.TempDir()
 	cert, key := certFiles(b, dir)
 	sport, cport := freePort(b), freePort(b)
-	srv := start(b, bin, "-c", writeJSON(b, dir, "server.json", serverConfig(sport, "127.0.0.1:9", "s3cret", cert, key)))
+	sc, cc := serverConfig(sport, "127.0.0.1:9", "s3cret", cert, key), clientConfig(cport, sport, "s3cret", cert)
+	withFastOpen(sc, fastOpen)
+	withFastOpen(cc, fastOpen)
+	srv := start(b, bin, "-c", writeJSON(b, dir, "server.json", sc))
 	waitListening(b, srv, fmt.Sprintf("127.0.0.1:%d", sport))
-	cli := start(b, bin, "-c", writeJSON(b, dir, "client.json", clientConfig(cport, sport, "s3cret", cert)))
+	cli := start(b, bin, "-c", writeJSON(b, dir, "client.json", cc))
 	socks := fmt.Sprintf("127.0.0.1:%d", cport)
 	waitListening(b, cli, socks)
 	return bulkPeer{"trojan-gfw", socks, cli, srv}
 }
 
-func startSingBoxPair(b *testing.B, bin string) bulkPeer {
+func startSingBoxPair(b *testing.B, bin string, fastOpen bool) bulkPeer {
 	dir := b.TempDir()
 	cert, key := certFiles(b, dir)
 	sport, cport := freePort(b), freePort(b)
 	scfg := map[string]any{
 		"log": map[string]any{"level": "error"},
 		"inbounds": []any{map[string]any{
-			"type": "trojan", "listen": "127.0.0.1", "listen_port": sport,
+			"type": "trojan", "listen": "127.0.0.1", "listen_port": sport, "tcp_fast_open": fastOpen,
 			"users": []any{map[string]any{"password": "s3cret"}},
 			"tls":   map[string]any{"enabled": true, "certificate_path": cert, "key_path": key},
 		}},
@@ -163,7 +178,7 @@ func startSingBoxPair(b *testing.B, bin string) bulkPeer {
 		"log":      map[string]any{"level": "error"},
 		"inbounds": []any{map[string]any{"type": "socks", "listen": "127.0.0.1", "listen_port": cport}},
 		"outbounds": []any{map[string]any{
-			"type": "trojan", "server": "127.0.0.1", "server_port": sport, "password": "s3cret",
+			"type": "trojan", "server": "127.0.0.1", "server_port": sport, "password": "s3cret", "tcp_fast_open": fastOpen,
 			"tls": map[string]any{"enabled": true, "server_name": "localhost", "certificate_path": cert},
 		}},
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fastrojan/fastrojan/internal/netlab"
 )
 
 // Issue 17: new connections through client and server processes, fastrojan and its peers side by
@@ -16,12 +18,19 @@ import (
 //
 //	go test -run '^$' -bench NewConnPeers -benchtime 1x ./internal/e2e
 //
+// Two setups, each in a network namespace of its own (netlab, root): "defaults", the kernel's
+// default net.ipv4.tcp_fastopen (1, clients only) and every config without tcp.fast_open, as both
+// projects ship; and "tfo", the sysctl at 3 and tcp.fast_open on in every config (ours and the
+// peers'), as README's TCP Fast Open section sets a host up: the ClientHello rides in the SYN.
+//
 // For each implementation: the median and p90 time from the application's connect to the first
-// byte of the origin's answer over 300 sequential connections, then 3 s of connections from 8
-// workers at once: connections per second, and connections per second of server CPU (what one
-// server core accepts: TLS handshake, Trojan request, target dial). fastrojan is measured twice: as
-// configured by default (spare connections ready: the first byte needs no handshake) and with
-// "spares": 0 (every connection does its TLS handshake, as the peers' do).
+// byte of the origin's answer over 300 sequential connections, taken in turn with the other
+// implementations' (one fetch each, round after round, so a slow stretch of the machine falls on
+// all of them alike), then 3 s of connections from 8 workers at once: connections per second, and
+// connections per second of server CPU (what one server core accepts: TLS handshake, Trojan
+// request, target dial). fastrojan is measured twice: as configured by default (spare connections
+// ready: the first byte needs no handshake) and with "spares": 0 (every connection does its TLS
+// handshake, as the peers' do).
 
 // requestOrigin answers each connection's first bytes with a short HTTP response and closes.
 func requestOrigin(tb testing.TB) string {
@@ -58,34 +67,77 @@ func fetchOnce(socks, origin string) (ttfb time.Duration, err error) {
 }
 
 func BenchmarkNewConnPeers(b *testing.B) {
-	origin := requestOrigin(b)
-	peers := startBulkPeers(b)
-	cold := startPairWith(b, nil, func(c map[string]any) {
+	for _, mode := range []struct {
+		name     string
+		sysctl   int  // the namespace's net.ipv4.tcp_fastopen
+		fastOpen bool // tcp.fast_open in every config, ours and the peers'
+	}{
+		{"defaults", 1, false}, // Linux's default sysctl (clients only), configs as shipped
+		{"tfo", 3, true},       // as README's "Verify TCP Fast Open" sets a host up
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			lab := netlab.New(b)
+			host, err := lab.AddHost("peers", netlab.HostOptions{TCPFastOpen: mode.sysctl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var origin string
+			var peers []bulkPeer
+			if err := host.Do(func() error {
+				origin = requestOrigin(b)
+				peers = startConnPeers(b, mode.fastOpen)
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			newConnPeers(b, host.Do, origin, peers)
+		})
+	}
+}
+
+// startConnPeers starts fastrojan (as configured by default, and with "spares": 0) and the peers,
+// with tcp.fast_open as fastOpen says. It runs in the benchmark's namespace.
+func startConnPeers(b *testing.B, fastOpen bool) []bulkPeer {
+	peers := startBulkPeersWith(b, fastOpen)
+	cold := startPairWith(b, func(c map[string]any) { withFastOpen(c, fastOpen) }, func(c map[string]any) {
+		withFastOpen(c, fastOpen)
 		c["fastrojan"] = map[string]any{"pool": map[string]any{"spares": 0}}
 	})
-	peers = append(peers[:1], append([]bulkPeer{{"fastrojan-spares-0", cold.socks, cold.client, cold.server}}, peers[1:]...)...)
-	for _, peer := range peers {
+	return append(peers[:1], append([]bulkPeer{{"fastrojan-spares-0", cold.socks, cold.client, cold.server}}, peers[1:]...)...)
+}
+
+// newConnPeers measures peers' first bytes with the fetches interleaved (one per peer in turn, so
+// a slow stretch of the machine falls on all alike), then each one's connection rate. in runs a
+// function inside the namespace where the peers listen (netlab's Host.Do).
+func newConnPeers(b *testing.B, in func(func() error) error, origin string, peers []bulkPeer) {
+	fetch := func(peer bulkPeer) (d time.Duration, err error) {
+		if err := in(func() error { d, err = fetchOnce(peer.socks, origin); return nil }); err != nil {
+			return 0, err
+		}
+		return d, err
+	}
+	ttfbs := make([][]time.Duration, len(peers))
+	for round := range 320 {
+		for i, peer := range peers {
+			d, err := fetch(peer)
+			if err != nil {
+				b.Fatalf("%s: %v", peer.name, err)
+			}
+			if round >= 20 { // warm-up: TLS sessions, cookies, spares
+				ttfbs[i] = append(ttfbs[i], d)
+			}
+			time.Sleep(2 * time.Millisecond) // sequential, not back to back: spares refill
+		}
+	}
+	for i, peer := range peers {
 		b.Run(peer.name, func(b *testing.B) {
 			for range b.N {
-				for range 20 { // warm-up: TLS sessions, cookies, spares
-					if _, err := fetchOnce(peer.socks, origin); err != nil {
-						b.Fatal(err)
-					}
-				}
-				var ttfbs []time.Duration
-				for range 300 {
-					d, err := fetchOnce(peer.socks, origin)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ttfbs = append(ttfbs, d)
-					time.Sleep(2 * time.Millisecond) // sequential, not back to back: spares refill
-				}
-				slices.Sort(ttfbs)
-				b.ReportMetric(float64(ttfbs[len(ttfbs)/2].Microseconds())/1000, "ttfb-p50-ms")
-				b.ReportMetric(float64(ttfbs[len(ttfbs)*9/10].Microseconds())/1000, "ttfb-p90-ms")
+				slices.Sort(ttfbs[i])
+				n := len(ttfbs[i])
+				b.ReportMetric(float64(ttfbs[i][n/2].Microseconds())/1000, "ttfb-p50-ms")
+				b.ReportMetric(float64(ttfbs[i][n*9/10].Microseconds())/1000, "ttfb-p90-ms")
 
-				conns, failed, wall, scpu, ccpu := connLoad(b, peer, origin, 8, 3*time.Second)
+				conns, failed, wall, scpu, ccpu := connLoad(b, in, peer, origin, 8, 3*time.Second)
 				b.ReportMetric(float64(conns)/wall.Seconds(), "conn/s")
 				b.ReportMetric(float64(conns)/scpu, "conn/server-cpu-s")
 				b.ReportMetric(float64(conns)/ccpu, "conn/client-cpu-s")
@@ -98,7 +150,7 @@ func BenchmarkNewConnPeers(b *testing.B) {
 
 // connLoad runs workers that fetch back to back for d and returns the connections completed and
 // failed, and the CPU seconds server and client processes spent meanwhile.
-func connLoad(b *testing.B, peer bulkPeer, origin string, workers int, d time.Duration) (conns, failed int64, wall time.Duration, scpu, ccpu float64) {
+func connLoad(b *testing.B, in func(func() error) error, peer bulkPeer, origin string, workers int, d time.Duration) (conns, failed int64, wall time.Duration, scpu, ccpu float64) {
 	var ok, bad atomic.Int64
 	s0, c0 := cpuSeconds(b, peer.server.cmd.Process.Pid), cpuSeconds(b, peer.client.cmd.Process.Pid)
 	start := time.Now()
@@ -107,12 +159,18 @@ func connLoad(b *testing.B, peer bulkPeer, origin string, workers int, d time.Du
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Since(start) < d {
-				if _, err := fetchOnce(peer.socks, origin); err != nil {
-					bad.Add(1)
-					continue
+			err := in(func() error { // a worker keeps its thread in the namespace
+				for time.Since(start) < d {
+					if _, err := fetchOnce(peer.socks, origin); err != nil {
+						bad.Add(1)
+						continue
+					}
+					ok.Add(1)
 				}
-				ok.Add(1)
+				return nil
+			})
+			if err != nil {
+				bad.Add(1)
 			}
 		}()
 	}
