@@ -90,7 +90,7 @@ func BenchmarkNewConnPeers(b *testing.B) {
 			}); err != nil {
 				b.Fatal(err)
 			}
-			newConnPeers(b, host.Do, origin, peers)
+			newConnPeers(b, host.Do, host.TcpExt, origin, peers)
 		})
 	}
 }
@@ -108,26 +108,42 @@ func startConnPeers(b *testing.B, fastOpen bool) []bulkPeer {
 
 // newConnPeers measures peers' first bytes with the fetches interleaved (one per peer in turn, so
 // a slow stretch of the machine falls on all alike), then each one's connection rate. in runs a
-// function inside the namespace where the peers listen (netlab's Host.Do).
-func newConnPeers(b *testing.B, in func(func() error) error, origin string, peers []bulkPeer) {
+// function inside the namespace where the peers listen (netlab's Host.Do); counters reads its
+// TcpExt counters, to log how many SYNs with data the servers accepted during each one's fetches
+// (TCPFastOpenPassive: every cold tunnel in the "tfo" setup, none in "defaults"; fastrojan's spares
+// open between fetches and are counted where they happen to fall).
+func newConnPeers(b *testing.B, in func(func() error) error, counters func() (map[string]uint64, error), origin string, peers []bulkPeer) {
 	fetch := func(peer bulkPeer) (d time.Duration, err error) {
 		if err := in(func() error { d, err = fetchOnce(peer.socks, origin); return nil }); err != nil {
 			return 0, err
 		}
 		return d, err
 	}
+	passive := func() uint64 {
+		m, err := counters()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m["TCPFastOpenPassive"]
+	}
 	ttfbs := make([][]time.Duration, len(peers))
+	synData := make([]uint64, len(peers))
 	for round := range 320 {
 		for i, peer := range peers {
+			before := passive()
 			d, err := fetch(peer)
 			if err != nil {
 				b.Fatalf("%s: %v", peer.name, err)
 			}
 			if round >= 20 { // warm-up: TLS sessions, cookies, spares
 				ttfbs[i] = append(ttfbs[i], d)
+				synData[i] += passive() - before
 			}
 			time.Sleep(2 * time.Millisecond) // sequential, not back to back: spares refill
 		}
+	}
+	for i, peer := range peers {
+		b.Logf("%s: the server accepted %d SYNs with data during its %d measured tunnels", peer.name, synData[i], len(ttfbs[i]))
 	}
 	for i, peer := range peers {
 		b.Run(peer.name, func(b *testing.B) {
