@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fastrojan/fastrojan/internal/netlab"
 )
 
 // rssKiB reads a process's resident set size from /proc.
@@ -38,22 +41,71 @@ func rssKiB(tb testing.TB, pid int) float64 {
 // reports the resident memory each tunnel costs in each process.
 //
 //	go test -run '^$' -bench IdleTunnelRSS -benchtime 1x ./internal/e2e
+//
+// Two setups, each in a network namespace of its own (netlab, root): "tfo", the configs fastrojan
+// ships (quick start, Debian package: tcp.fast_open on) on a host with net.ipv4.tcp_fastopen=3; and
+// "gfw-config", a trojan-gfw config.json run unchanged (no tcp.fast_open) on the kernel's default
+// sysctl. They differ in the TLS key exchange: with TCP Fast Open the client offers X25519 alone (the
+// ClientHello fits in the SYN), without it Go's default X25519MLKEM768, whose 1.6 KB ClientHello
+// and 1.4 KB server flight leave crypto/tls a bigger read buffer for the connection's life.
 func BenchmarkIdleTunnelRSS(b *testing.B) {
+	for _, setup := range []struct {
+		name     string
+		sysctl   int
+		fastOpen bool
+	}{{"tfo", 3, true}, {"gfw-config", 1, false}} {
+		b.Run(setup.name, func(b *testing.B) {
+			lab := netlab.New(b)
+			host, err := lab.AddHost("idle", netlab.HostOptions{TCPFastOpen: setup.sysctl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				idleTunnelRSS(b, host.Do, setup.fastOpen)
+			}
+		})
+	}
+}
+
+// idleTunnelRSS measures 2000 idle tunnels in the namespace in runs functions in (netlab's Host.Do).
+func idleTunnelRSS(b *testing.B, in func(func() error) error, fastOpen bool) {
 	const tunnels = 2000
+	do := func(fn func()) {
+		b.Helper()
+		if err := in(func() error { fn(); return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The processes' metrics endpoints listen in the namespace: dial them from inside it.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			if derr := in(func() error { c, err = (&net.Dialer{}).DialContext(ctx, network, addr); return nil }); derr != nil {
+				return nil, derr
+			}
+			return c, err
+		},
+	}}
+	defer hc.CloseIdleConnections()
 	// All tunnels come from 127.0.0.1: lift the per-address limit (fastrojan.max_conns_per_ip).
 	// The metrics show where the memory is: goroutine stacks or heap.
 	smetrics, cmetrics := fmt.Sprintf("127.0.0.1:%d", freePort(b)), fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	p := startPairWith(b, func(s map[string]any) {
-		s["fastrojan"] = map[string]any{"max_conns_per_ip": 2 * tunnels, "metrics_listen": smetrics, "pprof": true}
-	}, func(c map[string]any) {
-		c["fastrojan"] = map[string]any{"metrics_listen": cmetrics, "pprof": true}
+	var p *pair
+	var origin string
+	do(func() {
+		p = startPairWith(b, func(s map[string]any) {
+			s["fastrojan"] = map[string]any{"max_conns_per_ip": 2 * tunnels, "metrics_listen": smetrics, "pprof": true}
+			withFastOpen(s, fastOpen)
+		}, func(c map[string]any) {
+			c["fastrojan"] = map[string]any{"metrics_listen": cmetrics, "pprof": true}
+			withFastOpen(c, fastOpen)
+		})
+		origin = startEchoOrigin(b, "tcp", "127.0.0.1:0")
 	})
-	origin := startEchoOrigin(b, "tcp", "127.0.0.1:0")
-	warm := idleTunnels(b, p.socks, origin, 10) // lazy initialisation belongs to the baseline
+	warm := idleTunnels(b, in, p.socks, origin, 10) // lazy initialisation belongs to the baseline
 	time.Sleep(300 * time.Millisecond)
 	srv0, cli0 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
-	sm0, cm0 := memStats(b, smetrics), memStats(b, cmetrics)
-	conns := idleTunnels(b, p.socks, origin, tunnels)
+	sm0, cm0 := memStats(b, hc, smetrics), memStats(b, hc, cmetrics)
+	conns := idleTunnels(b, in, p.socks, origin, tunnels)
 	// FASTROJAN_IDLE_WAIT (e.g. 130s) measures later instead: after the runtime's periodic garbage
 	// collection (every 2 minutes when nothing else triggers one), which frees the garbage of the
 	// tunnels' setup and shrinks the goroutine stacks the setup grew.
@@ -67,10 +119,14 @@ func BenchmarkIdleTunnelRSS(b *testing.B) {
 	}
 	time.Sleep(wait)
 	srv1, cli1 := rssKiB(b, p.server.cmd.Process.Pid), rssKiB(b, p.client.cmd.Process.Pid)
-	sm1, cm1 := memStats(b, smetrics), memStats(b, cmetrics)
+	sm1, cm1 := memStats(b, hc, smetrics), memStats(b, hc, cmetrics)
+	// The heap after a collection (pprof's gc=1 runs one): what the tunnels keep alive, without the
+	// garbage of their setup that the heap column above still counts. Steadier from run to run than
+	// resident memory, so the figure to compare two builds by.
+	live := map[string]float64{"server": liveHeap(b, hc, smetrics) - sm0[1], "client": liveHeap(b, hc, cmetrics) - cm0[1]}
 	if dir := os.Getenv("FASTROJAN_IDLE_PPROF"); dir != "" { // where the memory is, per process
-		saveProfile(b, smetrics, filepath.Join(dir, "server-heap.pprof"))
-		saveProfile(b, cmetrics, filepath.Join(dir, "client-heap.pprof"))
+		saveProfile(b, hc, smetrics, filepath.Join(dir, "server-heap.pprof"))
+		saveProfile(b, hc, cmetrics, filepath.Join(dir, "client-heap.pprof"))
 	}
 	for _, side := range []struct {
 		name   string
@@ -78,6 +134,7 @@ func BenchmarkIdleTunnelRSS(b *testing.B) {
 	}{{"server", sm0, sm1}, {"client", cm0, cm1}} {
 		b.ReportMetric((side.m1[0]-side.m0[0])/1024/tunnels, side.name+"-stack-KiB/tunnel")
 		b.ReportMetric((side.m1[1]-side.m0[1])/1024/tunnels, side.name+"-heap-KiB/tunnel")
+		b.ReportMetric(live[side.name]/1024/tunnels, side.name+"-live-heap-KiB/tunnel")
 	}
 	b.ReportMetric((srv1-srv0)/tunnels, "server-KiB/tunnel")
 	b.ReportMetric((cli1-cli0)/tunnels, "client-KiB/tunnel")
@@ -87,9 +144,9 @@ func BenchmarkIdleTunnelRSS(b *testing.B) {
 }
 
 // memStats scrapes a process's metrics for the Go runtime's stack and heap in use, in bytes.
-func memStats(tb testing.TB, addr string) [2]float64 {
+func memStats(tb testing.TB, hc *http.Client, addr string) [2]float64 {
 	tb.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := hc.Get("http://" + addr + "/metrics")
 	if err != nil {
 		tb.Fatalf("scrape %s: %v", addr, err)
 	}
@@ -98,10 +155,23 @@ func memStats(tb testing.TB, addr string) [2]float64 {
 	return [2]float64{metric(string(body), "go_memstats_stack_inuse_bytes"), metric(string(body), "go_memstats_heap_inuse_bytes")}
 }
 
-// saveProfile writes the heap profile a process serves (fastrojan.pprof) to file.
-func saveProfile(tb testing.TB, addr, file string) {
+// liveHeap makes a process collect its garbage (the heap profile's gc=1, served with
+// fastrojan.pprof) and returns its heap in use afterwards, in bytes.
+func liveHeap(tb testing.TB, hc *http.Client, addr string) float64 {
 	tb.Helper()
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	resp, err := hc.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		tb.Fatalf("collect garbage in %s: %v", addr, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return memStats(tb, hc, addr)[1]
+}
+
+// saveProfile writes the heap profile a process serves (fastrojan.pprof) to file.
+func saveProfile(tb testing.TB, hc *http.Client, addr, file string) {
+	tb.Helper()
+	resp, err := hc.Get("http://" + addr + "/debug/pprof/heap")
 	if err != nil {
 		tb.Fatalf("heap profile from %s: %v", addr, err)
 	}
@@ -113,8 +183,13 @@ func saveProfile(tb testing.TB, addr, file string) {
 	tb.Logf("heap profile: go tool pprof -sample_index=inuse_space -top %s", file)
 }
 
-// idleTunnels opens n tunnels to a holding origin, each with one exchanged byte, and returns them.
-func idleTunnels(tb testing.TB, socks, origin string, n int) []net.Conn {
+// firstPayloadSize is what each idle tunnel sends first and gets echoed: the size of a browser's TLS
+// ClientHello (Firefox's and OpenSSL's are padded to 517 bytes), what most tunnels start with.
+const firstPayloadSize = 517
+
+// idleTunnels opens n tunnels to an echoing origin, each with a first payload of firstPayloadSize
+// bytes echoed back, and returns them.
+func idleTunnels(tb testing.TB, in func(func() error) error, socks, origin string, n int) []net.Conn {
 	conns := make([]net.Conn, 0, n)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -126,12 +201,13 @@ func idleTunnels(tb testing.TB, socks, origin string, n int) []net.Conn {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := socksDialErr(socks, origin)
+			var c *net.TCPConn
+			err := in(func() (err error) { c, err = socksDialErr(socks, origin); return err })
 			if err == nil {
 				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				_, err = c.Write([]byte{1})
+				_, err = c.Write(make([]byte, firstPayloadSize))
 				if err == nil {
-					_, err = c.Read(make([]byte, 1))
+					_, err = io.ReadFull(c, make([]byte, firstPayloadSize))
 				}
 				_ = c.SetDeadline(time.Time{})
 			}

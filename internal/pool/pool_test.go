@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -376,6 +378,39 @@ func TestNoRetryAfterAnswer(t *testing.T) {
 		t.Fatal("a stream that had its answer was retried")
 	}
 	r.Close()
+}
+
+// Once the server has answered, a stream keeps nothing for a resend: not the bytes written since the
+// request, not the first payload the redial function would send again. An idle tunnel would
+// otherwise hold them as long as it stays open.
+func TestRetryLetsGoOfReplayOnAnswer(t *testing.T) {
+	srv := startServer(t, 0)
+	c, err := srv.dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := new([2048]byte) // what the redial would send again: the request's first payload
+	freed := make(chan struct{})
+	runtime.SetFinalizer(payload, func(*[2048]byte) { close(freed) })
+	r := NewRetry(c, 5*time.Second, func() (net.Conn, error) {
+		return nil, fmt.Errorf("redial would resend %q...", payload[:8])
+	}, nil)
+	defer r.Close()
+	roundTrip(t, r, "hello") // written before the answer: kept for a resend until then
+	if r.replay != nil {
+		t.Errorf("%d bytes kept for a resend after the answer", len(r.replay))
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		runtime.GC()
+		select {
+		case <-freed:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first payload is still referenced after the server answered")
+		}
+	}
 }
 
 func TestCloseIsIdempotentAndStopsOpenings(t *testing.T) {

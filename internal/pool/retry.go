@@ -76,6 +76,18 @@ func (r *Retry) answer() {
 	}
 }
 
+// release drops what was kept for a resend once the server has answered: the bytes written since
+// the request and the redial function, which holds the request's first payload (often the
+// application's TLS ClientHello, 0.5-2 KB). An idle tunnel would otherwise keep them for its life.
+// A Write in progress holds mu (it may be blocked on the network, and the reader must not wait for
+// it): it drops them itself.
+func (r *Retry) release() {
+	if r.mu.TryLock() {
+		r.replay, r.redial, r.onRetry = nil, nil, nil
+		r.mu.Unlock()
+	}
+}
+
 func (r *Retry) conn() net.Conn {
 	r.dmu.Lock()
 	defer r.dmu.Unlock()
@@ -91,6 +103,7 @@ func (r *Retry) Read(b []byte) (int, error) {
 			if !r.answered.Load() {
 				r.answered.Store(true)
 				r.answer()
+				r.release()
 			}
 			return n, err
 		}
@@ -116,8 +129,8 @@ func (r *Retry) Write(b []byte) (int, error) {
 		} else {
 			r.replay = append(r.replay, b...)
 		}
-	} else if r.replay != nil {
-		r.replay = nil
+	} else {
+		r.replay, r.redial, r.onRetry = nil, nil, nil // no resend can come now (release)
 	}
 	c := r.conn()
 	n, err := relay.WriteChunk(c, b)
