@@ -18,10 +18,11 @@ import (
 //
 //	go test -run '^$' -bench NewConnPeers -benchtime 1x ./internal/e2e
 //
-// Two setups, each in a network namespace of its own (netlab, root): "defaults", the kernel's
-// default net.ipv4.tcp_fastopen (1, clients only) and every config without tcp.fast_open, as both
-// projects ship; and "tfo", the sysctl at 3 and tcp.fast_open on in every config (ours and the
-// peers'), as README's TCP Fast Open section sets a host up: the ClientHello rides in the SYN.
+// Two setups, each in a network namespace of its own (netlab, root): "gfw-config", the kernel's
+// default net.ipv4.tcp_fastopen (1, clients only) and every config without tcp.fast_open (trojan-gfw's
+// default: a trojan-gfw config.json run unchanged); and "tfo", the sysctl at 3 and tcp.fast_open on in
+// every config (ours and the peers'), as fastrojan's own configs and README's TCP Fast Open section
+// set a host up: the ClientHello rides in the SYN.
 //
 // For each implementation: the median and p90 time from the application's connect to the first
 // byte of the origin's answer over 300 sequential connections, taken in turn with the other
@@ -72,8 +73,8 @@ func BenchmarkNewConnPeers(b *testing.B) {
 		sysctl   int  // the namespace's net.ipv4.tcp_fastopen
 		fastOpen bool // tcp.fast_open in every config, ours and the peers'
 	}{
-		{"defaults", 1, false}, // Linux's default sysctl (clients only), configs as shipped
-		{"tfo", 3, true},       // as README's "Verify TCP Fast Open" sets a host up
+		{"gfw-config", 1, false}, // trojan-gfw's configs (no tcp.fast_open) on Linux's default sysctl (clients only)
+		{"tfo", 3, true},         // fastrojan's own configs on a host set up as README's TCP Fast Open section says
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			lab := netlab.New(b)
@@ -110,7 +111,7 @@ func startConnPeers(b *testing.B, fastOpen bool) []bulkPeer {
 // a slow stretch of the machine falls on all alike), then each one's connection rate. in runs a
 // function inside the namespace where the peers listen (netlab's Host.Do); counters reads its
 // TcpExt counters, to log how many SYNs with data the servers accepted during each one's fetches
-// (TCPFastOpenPassive: every cold tunnel in the "tfo" setup, none in "defaults"; fastrojan's spares
+// (TCPFastOpenPassive: every cold tunnel in the "tfo" setup, none in "gfw-config"; fastrojan's spares
 // open between fetches and are counted where they happen to fall).
 func newConnPeers(b *testing.B, in func(func() error) error, counters func() (map[string]uint64, error), origin string, peers []bulkPeer) {
 	fetch := func(peer bulkPeer) (d time.Duration, err error) {
