@@ -212,8 +212,8 @@ func TestPipeUntilEOF(t *testing.T) {
 func TestPipeIdle(t *testing.T) {
 	modes(t, func(t *testing.T, chunked bool) {
 		const idle = 200 * time.Millisecond
+		start := time.Now() // before newSetup, which starts the pipe and with it the idle clock
 		s := newSetup(t, chunked, idle)
-		start := time.Now()
 		r := s.wait(t, 3*time.Second)
 		el := time.Since(start)
 		if !errors.Is(r.err, ErrIdle) {
