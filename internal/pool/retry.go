@@ -83,10 +83,13 @@ func (r *Retry) answer() {
 // it): it drops them itself.
 func (r *Retry) release() {
 	if r.mu.TryLock() {
-		r.replay, r.redial, r.onRetry = nil, nil, nil
+		r.dropResendLocked()
 		r.mu.Unlock()
 	}
 }
+
+// dropResendLocked forgets what a resend would need. Called with mu held.
+func (r *Retry) dropResendLocked() { r.replay, r.redial, r.onRetry = nil, nil, nil }
 
 func (r *Retry) conn() net.Conn {
 	r.dmu.Lock()
@@ -129,8 +132,8 @@ func (r *Retry) Write(b []byte) (int, error) {
 		} else {
 			r.replay = append(r.replay, b...)
 		}
-	} else {
-		r.replay, r.redial, r.onRetry = nil, nil, nil // no resend can come now (release)
+	} else if r.redial != nil { // no resend can come now: forget once, not at every write
+		r.dropResendLocked()
 	}
 	c := r.conn()
 	n, err := relay.WriteChunk(c, b)

@@ -160,14 +160,19 @@ func (s *Server) serveTLS(c net.Conn, first []byte, l *connLog) (relayLater func
 		return nil
 	}
 	_ = c.SetDeadline(time.Time{})
-	next := s.serveRequest(c, tc, l)
-	if next == nil {
-		_ = tc.Close()
+	return followedBy(s.serveRequest(c, tc, l), func() { _ = tc.Close() })
+}
+
+// followedBy returns relay with cleanup to run after it, for the caller to run; with no relay (the
+// connection is done) it runs cleanup now and returns nil.
+func followedBy(relay func(), cleanup func()) func() {
+	if relay == nil {
+		cleanup()
 		return nil
 	}
 	return func() {
-		defer tc.Close()
-		next()
+		defer cleanup()
+		relay()
 	}
 }
 
@@ -183,7 +188,7 @@ func (s *Server) handshake(c net.Conn, first []byte, l *connLog) (tc *tls.Conn, 
 	}
 	tc = tls.Server(relay.Batch(under, c), s.opts.TLSConfig)
 	hsStart := time.Now()
-	err := tc.Handshake() // on the setup's goroutine (handle): what it costs the stack is not kept
+	err := tc.Handshake() // on the setup's fresh goroutine (handle): what it costs the stack is not kept
 	if err == nil && held != nil {
 		err = held.done()
 	}
@@ -280,15 +285,7 @@ func (s *Server) serveAuthenticated(c net.Conn, tc *tls.Conn, v *verdict, req []
 		s.serveMux(tc, payload, rb, l)
 		return nil
 	}
-	next := s.connect(tc, v.req, payload, rb, l)
-	if next == nil {
-		sess.End()
-		return nil
-	}
-	return func() {
-		defer sess.End()
-		next()
-	}
+	return followedBy(s.connect(tc, v.req, payload, rb, l), sess.End)
 }
 
 // connect dials an authenticated CONNECT's target and writes payload, what followed the header
