@@ -18,11 +18,8 @@ import (
 //
 //	go test -run '^$' -bench NewConnPeers -benchtime 1x ./internal/e2e
 //
-// Two setups, each in a network namespace of its own (netlab, root): "gfw-config", the kernel's
-// default net.ipv4.tcp_fastopen (1, clients only) and every config without tcp.fast_open (trojan-gfw's
-// default: a trojan-gfw config.json run unchanged); and "tfo", the sysctl at 3 and tcp.fast_open on in
-// every config (ours and the peers'), as fastrojan's own configs and README's TCP Fast Open section
-// set a host up: the ClientHello rides in the SYN.
+// Two setups, each in a network namespace of its own (netlab, root): configSetups, "gfw-config"
+// (without TCP Fast Open, as trojan-gfw ships) and "tfo" (with it, as fastrojan ships).
 //
 // For each implementation: the median and p90 time from the application's connect to the first
 // byte of the origin's answer over 300 sequential connections, taken in turn with the other
@@ -68,30 +65,42 @@ func fetchOnce(socks, origin string) (ttfb time.Duration, err error) {
 }
 
 func BenchmarkNewConnPeers(b *testing.B) {
-	for _, mode := range []struct {
-		name     string
-		sysctl   int  // the namespace's net.ipv4.tcp_fastopen
-		fastOpen bool // tcp.fast_open in every config, ours and the peers'
-	}{
-		{"gfw-config", 1, false}, // trojan-gfw's configs (no tcp.fast_open) on Linux's default sysctl (clients only)
-		{"tfo", 3, true},         // fastrojan's own configs on a host set up as README's TCP Fast Open section says
-	} {
-		b.Run(mode.name, func(b *testing.B) {
-			lab := netlab.New(b)
-			host, err := lab.AddHost("peers", netlab.HostOptions{TCPFastOpen: mode.sysctl})
+	runSetups(b, "peers", func(b *testing.B, host *netlab.Host, setup configSetup) {
+		var origin string
+		var peers []bulkPeer
+		if err := host.Do(func() error {
+			origin = requestOrigin(b)
+			peers = startConnPeers(b, setup.fastOpen)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		newConnPeers(b, host.Do, host.TcpExt, setup.fastOpen, origin, peers)
+	})
+}
+
+// configSetup is how a benchmark's processes are configured and the host they run on: the two ways
+// users run them. "gfw-config": the kernel's default net.ipv4.tcp_fastopen (1, clients only) and
+// every config without tcp.fast_open (trojan-gfw's default: a trojan-gfw config.json run unchanged).
+// "tfo": the sysctl at 3 and tcp.fast_open on in every config, ours and the peers' (fastrojan's own
+// configs on a host set up as README's TCP Fast Open section says): the ClientHello rides in the SYN.
+type configSetup struct {
+	name     string
+	sysctl   int  // the namespace's net.ipv4.tcp_fastopen
+	fastOpen bool // tcp.fast_open in every config, ours and the peers'
+}
+
+var configSetups = []configSetup{{"gfw-config", 1, false}, {"tfo", 3, true}}
+
+// runSetups runs bench once per configSetup, each on a host (network namespace) of its own.
+func runSetups(b *testing.B, hostName string, bench func(b *testing.B, host *netlab.Host, setup configSetup)) {
+	for _, setup := range configSetups {
+		b.Run(setup.name, func(b *testing.B) {
+			host, err := netlab.New(b).AddHost(hostName, netlab.HostOptions{TCPFastOpen: setup.sysctl})
 			if err != nil {
 				b.Fatal(err)
 			}
-			var origin string
-			var peers []bulkPeer
-			if err := host.Do(func() error {
-				origin = requestOrigin(b)
-				peers = startConnPeers(b, mode.fastOpen)
-				return nil
-			}); err != nil {
-				b.Fatal(err)
-			}
-			newConnPeers(b, host.Do, host.TcpExt, origin, peers)
+			bench(b, host, setup)
 		})
 	}
 }
@@ -110,10 +119,11 @@ func startConnPeers(b *testing.B, fastOpen bool) []bulkPeer {
 // newConnPeers measures peers' first bytes with the fetches interleaved (one per peer in turn, so
 // a slow stretch of the machine falls on all alike), then each one's connection rate. in runs a
 // function inside the namespace where the peers listen (netlab's Host.Do); counters reads its
-// TcpExt counters, to log how many SYNs with data the servers accepted during each one's fetches
-// (TCPFastOpenPassive: every cold tunnel in the "tfo" setup, none in "gfw-config"; fastrojan's spares
-// open between fetches and are counted where they happen to fall).
-func newConnPeers(b *testing.B, in func(func() error) error, counters func() (map[string]uint64, error), origin string, peers []bulkPeer) {
+// TcpExt counters: how many SYNs with data the servers accepted during each one's fetches
+// (TCPFastOpenPassive) is logged, and checked for the implementations that open a connection per
+// tunnel: every one with TFO (fastOpen), none without. fastrojan's spares open between fetches and
+// are counted where they happen to fall, so its default row is logged only.
+func newConnPeers(b *testing.B, in func(func() error) error, counters func() (map[string]uint64, error), fastOpen bool, origin string, peers []bulkPeer) {
 	fetch := func(peer bulkPeer) (d time.Duration, err error) {
 		if err := in(func() error { d, err = fetchOnce(peer.socks, origin); return nil }); err != nil {
 			return 0, err
@@ -145,6 +155,13 @@ func newConnPeers(b *testing.B, in func(func() error) error, counters func() (ma
 	}
 	for i, peer := range peers {
 		b.Logf("%s: the server accepted %d SYNs with data during its %d measured tunnels", peer.name, synData[i], len(ttfbs[i]))
+		if peer.name == "fastrojan" {
+			continue
+		}
+		if n := uint64(len(ttfbs[i])); fastOpen && synData[i] < n*95/100 || !fastOpen && synData[i] != 0 {
+			b.Errorf("%s: %d of %d tunnels had their SYN data accepted, want %s: the setup does not run as named",
+				peer.name, synData[i], n, map[bool]string{true: "every one", false: "none"}[fastOpen])
+		}
 	}
 	for i, peer := range peers {
 		b.Run(peer.name, func(b *testing.B) {

@@ -42,29 +42,16 @@ func rssKiB(tb testing.TB, pid int) float64 {
 //
 //	go test -run '^$' -bench IdleTunnelRSS -benchtime 1x ./internal/e2e
 //
-// Two setups, each in a network namespace of its own (netlab, root): "tfo", the configs fastrojan
-// ships (quick start, Debian package: tcp.fast_open on) on a host with net.ipv4.tcp_fastopen=3; and
-// "gfw-config", a trojan-gfw config.json run unchanged (no tcp.fast_open) on the kernel's default
-// sysctl. They differ in the TLS key exchange: with TCP Fast Open the client offers X25519 alone (the
-// ClientHello fits in the SYN), without it Go's default X25519MLKEM768, whose 1.6 KB ClientHello
-// and 1.4 KB server flight leave crypto/tls a bigger read buffer for the connection's life.
+// The two configSetups, each in a network namespace of its own (netlab, root). They differ in the
+// TLS key exchange: with TCP Fast Open ("tfo") the client offers X25519 alone (the ClientHello fits
+// in the SYN), without it ("gfw-config") Go's default X25519MLKEM768, whose 1.6 KB ClientHello and
+// 1.4 KB server flight leave crypto/tls a bigger read buffer for the connection's life.
 func BenchmarkIdleTunnelRSS(b *testing.B) {
-	for _, setup := range []struct {
-		name     string
-		sysctl   int
-		fastOpen bool
-	}{{"tfo", 3, true}, {"gfw-config", 1, false}} {
-		b.Run(setup.name, func(b *testing.B) {
-			lab := netlab.New(b)
-			host, err := lab.AddHost("idle", netlab.HostOptions{TCPFastOpen: setup.sysctl})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range b.N {
-				idleTunnelRSS(b, host.Do, setup.fastOpen)
-			}
-		})
-	}
+	runSetups(b, "idle", func(b *testing.B, host *netlab.Host, setup configSetup) {
+		for range b.N {
+			idleTunnelRSS(b, host.Do, setup.fastOpen)
+		}
+	})
 }
 
 // idleTunnelRSS measures 2000 idle tunnels in the namespace in runs functions in (netlab's Host.Do).
