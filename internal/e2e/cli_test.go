@@ -115,6 +115,7 @@ func TestServerWithoutConfigAndClientFromLink(t *testing.T) {
 	}
 	srv2 := start(t, binary, "server", "--listen", listen, "--state-dir", state, "--host", "localhost", "--self-signed")
 	waitListening(t, srv2, listen)
+	waitOutput(t, srv2, regexp.MustCompile(`fastrojan client '`)) // the link comes after the listener, as above
 	if got := regexp.MustCompile(`trojan://\S+`).FindString(srv2.Output()); got != link {
 		t.Fatalf("link changed across restart: %q then %q", link, got)
 	}
