@@ -296,7 +296,7 @@ func (c *Client) tunnel(app net.Conn, br *bufio.Reader, dest trojan.Addr, head [
 	}
 	defer up.Close()
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload), "pooled", res.pooled)
-	c.relayTunnel(app, br, up, payload, start, log)
+	c.relayTunnel(app, br, up, len(payload), start, log)
 	return nil
 }
 
@@ -368,8 +368,10 @@ func (b *bufferedConn) CloseWrite() error {
 	return nil
 }
 
-// relayTunnel relays between app and up, whose request (with payload) went out, until both are done.
-func (c *Client) relayTunnel(app net.Conn, br *bufio.Reader, up net.Conn, payload []byte, start time.Time, log *slog.Logger) {
+// relayTunnel relays between app and up, whose request (with the first payload, sentFirst bytes)
+// went out, until both are done. It takes the payload's length only: an idle tunnel keeps no copy of
+// what it sent first (a browser's ClientHello, 0.5-2 KB).
+func (c *Client) relayTunnel(app net.Conn, br *bufio.Reader, up net.Conn, sentFirst int, start time.Time, log *slog.Logger) {
 	_ = app.SetDeadline(time.Time{})
 	// Read through the bufio.Reader only while it holds something: the bare socket lets the relay
 	// wait for the application without holding a buffer.
@@ -379,7 +381,7 @@ func (c *Client) relayTunnel(app net.Conn, br *bufio.Reader, up net.Conn, payloa
 	}
 	sent, received, err := relay.Pipe(appSide, up, c.opts.IdleTimeout)
 	if c.opts.OnTunnelClosed != nil {
-		c.opts.OnTunnelClosed(sent+int64(len(payload)), received)
+		c.opts.OnTunnelClosed(sent+int64(sentFirst), received)
 	}
-	log.Debug("tunnel closed", "sent", sent+int64(len(payload)), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
+	log.Debug("tunnel closed", "sent", sent+int64(sentFirst), "received", received, "err", err, "duration", time.Since(start).Round(time.Millisecond))
 }

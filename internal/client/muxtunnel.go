@@ -38,6 +38,6 @@ func (c *Client) tunnelMux(app net.Conn, br *bufio.Reader, dest trojan.Addr, hea
 	}
 	defer up.Close()
 	log.Debug("tunnel open", "setup", time.Since(start).Round(time.Microsecond), "first_payload", len(payload), "mux", true)
-	c.relayTunnel(app, br, up, payload, start, log)
+	c.relayTunnel(app, br, up, len(payload), start, log)
 	return nil
 }
