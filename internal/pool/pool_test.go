@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -436,9 +437,10 @@ func TestCloseIsIdempotentAndStopsOpenings(t *testing.T) {
 	}
 }
 
-// A stream that takes a ready spare (TryGet) opens its replacement only once the server answered it
-// (Retry.WhenAnswered → Answered), so the replacement's TLS handshake does not compete with the
-// stream's request and answer on either end.
+// A stream that takes a ready spare (TryGet) opens its replacement only once the server's answer was
+// handed on (Retry.WhenAnswered → Answered, at the Read after the one that returned the answer), so
+// the replacement's TLS handshake does not compete with the stream's request and answer on either
+// end, nor with the application's wake-up for the answer.
 func TestHitRefillsAfterAnswer(t *testing.T) {
 	srv := startServer(t, 0)
 	p := New(srv.dial, Options{Spares: 1, Linger: 10 * time.Second, MaxAge: 5 * time.Second})
@@ -462,12 +464,19 @@ func TestHitRefillsAfterAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]byte, 6)
-	if _, err := io.ReadFull(r, got); err != nil || string(got) != "ok:req" {
-		t.Fatalf("read %q, %v", got, err)
+	if n, err := r.Read(got); err != nil || string(got[:n]) != "ok:req" { // the test server answers in one write
+		t.Fatalf("read %q, %v", got[:n], err)
 	}
-	// Answered ran inside the first Read, before it returned: the replacement is on its way now.
+	if st := p.Stats(); st.Opening != 0 || st.Ready != 0 {
+		t.Fatalf("stats %+v as the answer is handed on: the replacement must wait for the next Read", st)
+	}
+	// The relay's next Read (here one that times out) starts the replacement before it waits.
+	_ = r.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, err := r.Read(got); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("second read: %d bytes, %v; want a timeout", n, err)
+	}
 	if st := p.Stats(); st.Opening+st.Ready != 1 {
-		t.Fatalf("stats %+v after the answer: want the replacement opening", st)
+		t.Fatalf("stats %+v after the answer was handed on: want the replacement opening", st)
 	}
 	waitFor(t, "the replacement ready", func() bool { return p.Stats().Ready == 1 })
 }

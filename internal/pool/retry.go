@@ -29,10 +29,11 @@ type Retry struct {
 	onRetry func()
 	expires time.Time // no retry for a failure after this
 
-	answered atomic.Bool // a byte came from the server: the stream stands, no retry
-	closed   atomic.Bool
-	onAnswer func()    // WhenAnswered
-	once     sync.Once // runs onAnswer
+	answered  atomic.Bool // a byte came from the server: the stream stands, no retry
+	closed    atomic.Bool
+	onAnswer  func()    // WhenAnswered
+	once      sync.Once // runs onAnswer
+	answerDue bool      // the reader's: the first bytes were returned, onAnswer is for the next Read
 
 	mu       sync.Mutex // serializes writes with the switch to a fresh connection
 	replay   []byte     // written since the request, kept while not answered
@@ -63,8 +64,11 @@ func (p *Pool) RetryWindow() time.Duration {
 	return 2*p.openTime + 200*time.Millisecond
 }
 
-// WhenAnswered makes Retry call f once: at the server's first byte, or at Close if none came. Call it
-// before the stream is used.
+// WhenAnswered makes Retry call f once: after the server's first bytes were handed on (at the Read
+// that follows the one that returned them), or at Close if none came. Call it before the stream is
+// used. f may start work (the pool opens a replacement spare): deferred so, that work does not run
+// between the answer's arrival and its write to the application, where on a 2-core machine it
+// competed with the application's wake-up for the CPU.
 func (r *Retry) WhenAnswered(f func()) *Retry {
 	r.onAnswer = f
 	return r
@@ -99,13 +103,17 @@ func (r *Retry) conn() net.Conn {
 
 // Read reads from the server; a failure before the first byte may switch to a fresh connection.
 func (r *Retry) Read(b []byte) (int, error) {
+	if r.answerDue {
+		r.answerDue = false
+		r.answer()
+	}
 	for {
 		c := r.conn()
 		n, err := c.Read(b)
 		if n > 0 {
 			if !r.answered.Load() {
 				r.answered.Store(true)
-				r.answer()
+				r.answerDue = true
 				r.release()
 			}
 			return n, err
