@@ -36,7 +36,7 @@ func (d hostDialer) Dial(network, addr string) (net.Conn, error) {
 }
 
 // startIn runs the fastrojan binary with config inside h; it is stopped like start's processes.
-func startIn(t *testing.T, h *netlab.Host, config string) *proc {
+func startIn(t testing.TB, h *netlab.Host, config string) *proc {
 	t.Helper()
 	p := &proc{cmd: h.Command(binary, "-c", config), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
@@ -55,7 +55,7 @@ func startIn(t *testing.T, h *netlab.Host, config string) *proc {
 	return p
 }
 
-func waitIn(t *testing.T, h *netlab.Host, p *proc, addr string) {
+func waitIn(t testing.TB, h *netlab.Host, p *proc, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -234,7 +234,7 @@ func TestDemoReportsRealOutcome(t *testing.T) {
 
 // startLabOrigin serves "origin page" over HTTP on the listener listen makes inside the lab's origin
 // host, until the test ends.
-func startLabOrigin(t *testing.T, p *netlab.Path, addr string, listen func() (net.Listener, error)) {
+func startLabOrigin(t testing.TB, p *netlab.Path, addr string, listen func() (net.Listener, error)) {
 	t.Helper()
 	var ln net.Listener
 	if err := p.Origin.Do(func() (err error) { ln, err = listen(); return err }); err != nil {

@@ -24,7 +24,7 @@ type lossyPeer struct {
 }
 
 // startProcIn runs bin with args in host h until the test ends.
-func startProcIn(t *testing.T, h *netlab.Host, bin string, args ...string) *proc {
+func startProcIn(t testing.TB, h *netlab.Host, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: h.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p

@@ -399,7 +399,8 @@ func TestWarmPathPool(t *testing.T) {
 // 100 ms), every connection's ClientHello in its SYN (the kernel's TCPFastOpenActive), and no pool in
 // the metrics. At 20 ms RTT the 2.10 is logged, not asserted: a full TLS handshake's CPU
 // (0.67 ms for both ends together on a 2-core VM) and some twenty wake-ups cost 4-6 ms there,
-// 0.2-0.3 RTT; the test asserts < 2.5 RTT instead, which a connection without TFO (3 RTT) cannot reach.
+// 0.2-0.3 RTT; the test asserts < 2.5 RTT instead, which a connection without TFO (3 RTT) cannot reach,
+// and TestColdPathLevelWithTrojanGFW holds the 20 ms figure to trojan-gfw's on the same link.
 func TestWarmPathSparesOff(t *testing.T) {
 	for _, rtt := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond} {
 		t.Run(rtt.String(), func(t *testing.T) {
@@ -450,6 +451,52 @@ func TestWarmPathSparesOff(t *testing.T) {
 				t.Errorf("pool metrics present with spares 0 (%v pooled streams)", got)
 			}
 		})
+	}
+}
+
+// The cold path at 20 ms RTT against trojan-gfw (C++, OpenSSL) on the same lab link: the issue's
+// 2.10 RTT is not reached here by either (both a median of 2.21-2.23 on this 2-core VM, where the
+// lab, two TLS ends, the origin and some twenty process wake-ups cost 4-5 ms), so what is asserted
+// is the comparison: fastrojan with "spares": 0 (one new connection per stream) no slower than
+// trojan-gfw by more than 0.03 RTT at the median, both with their ClientHello accepted in the SYN.
+// Fetches are taken in turn, one of each, so a slow moment of the machine hits both.
+func TestColdPathLevelWithTrojanGFW(t *testing.T) {
+	const rtt, n = 20 * time.Millisecond, 40
+	p, origin, peers := lossyLab(t, netlab.PathOptions{RTT: rtt, OriginVeth: true}, true)
+	for i := range 3 { // TFO cookies, TLS sessions
+		for _, pr := range peers {
+			if _, err := fetchVia(p, pr.socks, origin); err != nil {
+				t.Fatalf("warm-up %d via %s: %v", i, pr.name, err)
+			}
+		}
+	}
+	ttfb := make([][]time.Duration, len(peers))
+	accepted := make([]int, len(peers))
+	for range n {
+		for k, pr := range peers {
+			r := measuredFetch(t, p, pr.socks, origin)
+			if r.err != nil {
+				t.Fatalf("fetch via %s: %v", pr.name, r.err)
+			}
+			ttfb[k] = append(ttfb[k], r.ttfb)
+			if r.passive > 0 {
+				accepted[k]++
+			}
+			time.Sleep(rtt)
+		}
+	}
+	meds := make([]float64, len(peers))
+	for k, pr := range peers {
+		med, p90, p99 := ttfbPercentiles(ttfb[k], rtt)
+		meds[k] = med
+		t.Logf("RTT %v, %s, one new connection per stream: TTFB median %.3f RTT, p90 %.3f, p99 %.3f; SYN data accepted in %d of %d",
+			rtt, pr.name, med, p90, p99, accepted[k], n)
+		if accepted[k] < n*95/100 {
+			t.Errorf("%s: SYN data accepted in %d of %d fetches, want ≥ 95%% (the comparison is of TFO paths)", pr.name, accepted[k], n)
+		}
+	}
+	if meds[0] > meds[1]+0.03 {
+		t.Errorf("fastrojan (spares 0) median %.3f RTT, trojan-gfw %.3f: want no more than 0.03 RTT slower", meds[0], meds[1])
 	}
 }
 

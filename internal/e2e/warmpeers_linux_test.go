@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/fastrojan/fastrojan/internal/netlab"
+)
+
+// BenchmarkWarmPeers compares new streams on an emulated WAN (netlab, root) at 20 ms and 100 ms
+// RTT, one fetch per implementation in turn so that a slow stretch of the machine falls on all
+// alike, each fetch 20 ms after the previous one (a browser's connections during a page):
+//
+//	go test -run '^$' -bench WarmPeers -benchtime 1x ./internal/e2e
+//
+// The implementations, every one with TCP Fast Open on (fastrojan's own configs):
+//   - fastrojan: the default config, whose streams ride spare connections (the pool);
+//   - fastrojan-mux: trojan-go's mux ("mux": {"enabled": true});
+//   - sing-box-mux: sing-box's Trojan with its multiplex (smux, the module trojan-go's mux uses),
+//     when a sing-box binary is on PATH or named by FASTROJAN_SINGBOX (trojan-go itself cannot be
+//     installed here);
+//   - trojan-gfw: a new connection per stream, the cold reference (when Debian's trojan is on PATH).
+//
+// It reports each one's median and 99th percentile time to first byte in RTTs, measured as an
+// application sees it: from its SOCKS5 dial (greeting, CONNECT, then the HTTP request) to the first
+// byte of the answer. The origin is a plain web server behind the server (no TFO, as most are).
+func BenchmarkWarmPeers(b *testing.B) {
+	for _, rtt := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond} {
+		b.Run(rtt.String(), func(b *testing.B) {
+			p := netlab.NewPath(b, netlab.PathOptions{RTT: rtt, OriginVeth: true})
+			origin := netip.AddrPortFrom(p.OriginAddr.V4, 80).String()
+			startLabOrigin(b, p, origin, func() (net.Listener, error) { return net.Listen("tcp", origin) })
+			peers := startWarmPeers(b, p)
+			const warmup, rounds = 3, 40
+			ttfb := make([][]time.Duration, len(peers))
+			for round := range warmup + rounds {
+				for k, pr := range peers {
+					d, err := fetchVia(p, pr.socks, origin)
+					if err != nil {
+						b.Fatalf("%s: %v", pr.name, err)
+					}
+					if round >= warmup { // TLS sessions, TFO cookies, the pool's first spares
+						ttfb[k] = append(ttfb[k], d)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			for k, pr := range peers {
+				b.Run(pr.name, func(b *testing.B) {
+					med, _, p99 := ttfbPercentiles(ttfb[k], rtt)
+					for range b.N {
+						b.ReportMetric(med, "ttfb-p50-RTT")
+						b.ReportMetric(p99, "ttfb-p99-RTT")
+						b.ReportMetric(0, "ns/op")
+					}
+				})
+			}
+		})
+	}
+}
+
+// startWarmPeers starts BenchmarkWarmPeers' implementations in p, servers in its server host
+// (origin: the lab origin on port 80 of p's origin host) and SOCKS5 clients in its client host.
+func startWarmPeers(b *testing.B, p *netlab.Path) []lossyPeer {
+	dir := b.TempDir()
+	cert, key := certFiles(b, dir)
+	server := p.ServerAddr.V4.String()
+	const pw = "warm-peers"
+	trojanServer := func(port int) map[string]any {
+		return map[string]any{"run_type": "server", "local_addr": server, "local_port": port,
+			"remote_addr": "127.0.0.1", "remote_port": 81, "password": []string{pw}, "log_level": 2,
+			"ssl": map[string]any{"cert": cert, "key": key}, "tcp": map[string]any{"fast_open": true}}
+	}
+	trojanClient := func(local, port int) map[string]any {
+		return map[string]any{"run_type": "client", "local_addr": "127.0.0.1", "local_port": local,
+			"remote_addr": server, "remote_port": port, "password": []string{pw}, "log_level": 2,
+			"ssl": map[string]any{"cert": cert, "sni": "localhost"}, "tcp": map[string]any{"fast_open": true}}
+	}
+	srv := startIn(b, p.Server, writeJSON(b, dir, "server.json", trojanServer(443)))
+	waitIn(b, p.Server, srv, server+":443")
+	muxCfg := trojanClient(1081, 443)
+	muxCfg["mux"] = map[string]any{"enabled": true}
+	pool := startIn(b, p.Client, writeJSON(b, dir, "client.json", trojanClient(1080, 443)))
+	mux := startIn(b, p.Client, writeJSON(b, dir, "client-mux.json", muxCfg))
+	waitIn(b, p.Client, pool, "127.0.0.1:1080")
+	waitIn(b, p.Client, mux, "127.0.0.1:1081")
+	peers := []lossyPeer{{"fastrojan", "127.0.0.1:1080"}, {"fastrojan-mux", "127.0.0.1:1081"}}
+
+	singbox := os.Getenv("FASTROJAN_SINGBOX")
+	if singbox == "" {
+		singbox, _ = exec.LookPath("sing-box")
+	}
+	if singbox != "" {
+		sbServer := map[string]any{
+			"log": map[string]any{"level": "error"},
+			"inbounds": []any{map[string]any{
+				"type": "trojan", "listen": server, "listen_port": 8444, "tcp_fast_open": true,
+				"users":     []any{map[string]any{"password": pw}},
+				"tls":       map[string]any{"enabled": true, "certificate_path": cert, "key_path": key},
+				"multiplex": map[string]any{"enabled": true},
+			}},
+			"outbounds": []any{map[string]any{"type": "direct"}},
+		}
+		sbClient := map[string]any{
+			"log":      map[string]any{"level": "error"},
+			"inbounds": []any{map[string]any{"type": "socks", "listen": "127.0.0.1", "listen_port": 1082}},
+			"outbounds": []any{map[string]any{
+				"type": "trojan", "server": server, "server_port": 8444, "password": pw, "tcp_fast_open": true,
+				"tls":       map[string]any{"enabled": true, "server_name": "localhost", "certificate_path": cert},
+				"multiplex": map[string]any{"enabled": true, "protocol": "smux"},
+			}},
+		}
+		s := startProcIn(b, p.Server, singbox, "run", "-c", writeJSON(b, dir, "sb-server.json", sbServer))
+		waitIn(b, p.Server, s, server+":8444")
+		c := startProcIn(b, p.Client, singbox, "run", "-c", writeJSON(b, dir, "sb-client.json", sbClient))
+		waitIn(b, p.Client, c, "127.0.0.1:1082")
+		peers = append(peers, lossyPeer{"sing-box-mux", "127.0.0.1:1082"})
+	} else {
+		b.Logf("no sing-box on PATH (or FASTROJAN_SINGBOX): sing-box's multiplex not measured")
+	}
+
+	if bin, err := exec.LookPath("trojan"); err == nil {
+		s := startProcIn(b, p.Server, bin, "-c", writeJSON(b, dir, "gfw-server.json", trojanServer(8443)))
+		waitIn(b, p.Server, s, server+":8443")
+		c := startProcIn(b, p.Client, bin, "-c", writeJSON(b, dir, "gfw-client.json", trojanClient(1083, 8443)))
+		waitIn(b, p.Client, c, "127.0.0.1:1083")
+		peers = append(peers, lossyPeer{"trojan-gfw", "127.0.0.1:1083"})
+	} else {
+		b.Logf("no trojan-gfw on PATH (Debian: apt-get install trojan): the cold reference not measured")
+	}
+	return peers
+}
