@@ -52,18 +52,7 @@ func lossyLab(t *testing.T, opts netlab.PathOptions, gfw bool) (*netlab.Path, st
 	origin := netip.AddrPortFrom(p.OriginAddr.V4, 80).String()
 	startLabOrigin(t, p, origin, func() (net.Listener, error) { return net.Listen("tcp", origin) })
 	server := p.ServerAddr.V4.String()
-	const pw = "lossy"
-	scfg := func(port int) map[string]any {
-		return map[string]any{"run_type": "server", "local_addr": server, "local_port": port,
-			"remote_addr": "127.0.0.1", "remote_port": 81, "password": []string{pw}, "log_level": 1,
-			"ssl": map[string]any{"cert": cert, "key": key}, "tcp": map[string]any{"fast_open": true}}
-	}
-	ccfg := func(local, port int) map[string]any {
-		return map[string]any{"run_type": "client", "local_addr": "127.0.0.1", "local_port": local,
-			"remote_addr": server, "remote_port": port, "password": []string{pw}, "log_level": 1,
-			"ssl": map[string]any{"cert": cert, "sni": "localhost", "verify": true, "verify_hostname": true},
-			"tcp": map[string]any{"fast_open": true}}
-	}
+	scfg, ccfg := labTrojanConfigs(p, cert, key, "lossy")
 	ours := ccfg(1080, 443)
 	// One connection per fetch, as trojan-gfw opens: each fetch is one TFO attempt (spares would
 	// carry most fetches without a new connection; the warm path has tests of its own).
@@ -82,6 +71,25 @@ func lossyLab(t *testing.T, opts netlab.PathOptions, gfw bool) (*netlab.Path, st
 		peers = append(peers, lossyPeer{name: "trojan-gfw", socks: "127.0.0.1:1081"})
 	}
 	return p, origin, peers
+}
+
+// labTrojanConfigs returns trojan-gfw-format configs for a lab path, read by fastrojan and trojan-gfw
+// alike, TCP Fast Open on: a server on port of p's server address relaying to 127.0.0.1:81, and a
+// client with SOCKS5 on 127.0.0.1:local (client host) to that server port, verifying cert's name.
+func labTrojanConfigs(p *netlab.Path, cert, key, pw string) (server func(port int) map[string]any, client func(local, port int) map[string]any) {
+	addr := p.ServerAddr.V4.String()
+	server = func(port int) map[string]any {
+		return map[string]any{"run_type": "server", "local_addr": addr, "local_port": port,
+			"remote_addr": "127.0.0.1", "remote_port": 81, "password": []string{pw}, "log_level": 1,
+			"ssl": map[string]any{"cert": cert, "key": key}, "tcp": map[string]any{"fast_open": true}}
+	}
+	client = func(local, port int) map[string]any {
+		return map[string]any{"run_type": "client", "local_addr": "127.0.0.1", "local_port": local,
+			"remote_addr": addr, "remote_port": port, "password": []string{pw}, "log_level": 1,
+			"ssl": map[string]any{"cert": cert, "sni": "localhost", "verify": true, "verify_hostname": true},
+			"tcp": map[string]any{"fast_open": true}}
+	}
+	return server, client
 }
 
 // fetchResult is one proxied fetch: its time to first byte and what the kernels and the link

@@ -70,16 +70,7 @@ func startWarmPeers(b *testing.B, p *netlab.Path) []lossyPeer {
 	cert, key := certFiles(b, dir)
 	server := p.ServerAddr.V4.String()
 	const pw = "warm-peers"
-	trojanServer := func(port int) map[string]any {
-		return map[string]any{"run_type": "server", "local_addr": server, "local_port": port,
-			"remote_addr": "127.0.0.1", "remote_port": 81, "password": []string{pw}, "log_level": 2,
-			"ssl": map[string]any{"cert": cert, "key": key}, "tcp": map[string]any{"fast_open": true}}
-	}
-	trojanClient := func(local, port int) map[string]any {
-		return map[string]any{"run_type": "client", "local_addr": "127.0.0.1", "local_port": local,
-			"remote_addr": server, "remote_port": port, "password": []string{pw}, "log_level": 2,
-			"ssl": map[string]any{"cert": cert, "sni": "localhost"}, "tcp": map[string]any{"fast_open": true}}
-	}
+	trojanServer, trojanClient := labTrojanConfigs(p, cert, key, pw)
 	srv := startIn(b, p.Server, writeJSON(b, dir, "server.json", trojanServer(443)))
 	waitIn(b, p.Server, srv, server+":443")
 	muxCfg := trojanClient(1081, 443)
