@@ -134,11 +134,7 @@ func startBulkPeersWith(b *testing.B, fastOpen bool) []bulkPeer {
 	} else {
 		b.Logf("trojan-gfw not installed (apt-get install trojan): not measured")
 	}
-	singbox := os.Getenv("FASTROJAN_SINGBOX")
-	if singbox == "" {
-		singbox, _ = exec.LookPath("sing-box")
-	}
-	if singbox != "" {
+	if singbox := singBoxBin(); singbox != "" {
 		peers = append(peers, startSingBoxPair(b, singbox, fastOpen))
 	} else {
 		b.Logf("no sing-box on PATH (or FASTROJAN_SINGBOX): not measured")
@@ -165,29 +161,69 @@ func startSingBoxPair(b *testing.B, bin string, fastOpen bool) bulkPeer {
 	dir := b.TempDir()
 	cert, key := certFiles(b, dir)
 	sport, cport := freePort(b), freePort(b)
-	scfg := map[string]any{
-		"log": map[string]any{"level": "error"},
-		"inbounds": []any{map[string]any{
-			"type": "trojan", "listen": "127.0.0.1", "listen_port": sport, "tcp_fast_open": fastOpen,
-			"users": []any{map[string]any{"password": "s3cret"}},
-			"tls":   map[string]any{"enabled": true, "certificate_path": cert, "key_path": key},
-		}},
-		"outbounds": []any{map[string]any{"type": "direct"}},
-	}
-	ccfg := map[string]any{
-		"log":      map[string]any{"level": "error"},
-		"inbounds": []any{map[string]any{"type": "socks", "listen": "127.0.0.1", "listen_port": cport}},
-		"outbounds": []any{map[string]any{
-			"type": "trojan", "server": "127.0.0.1", "server_port": sport, "password": "s3cret", "tcp_fast_open": fastOpen,
-			"tls": map[string]any{"enabled": true, "server_name": "localhost", "certificate_path": cert},
-		}},
-	}
+	scfg, ccfg := singBoxConfigs(singBoxSetup{listen: "127.0.0.1", port: sport, socks: cport, cert: cert, key: key,
+		password: "s3cret", fastOpen: fastOpen})
 	srv := start(b, bin, "run", "-c", writeJSON(b, dir, "sb-server.json", scfg))
 	waitListening(b, srv, fmt.Sprintf("127.0.0.1:%d", sport))
 	cli := start(b, bin, "run", "-c", writeJSON(b, dir, "sb-client.json", ccfg))
 	socks := fmt.Sprintf("127.0.0.1:%d", cport)
 	waitListening(b, cli, socks)
 	return bulkPeer{"sing-box(" + filepath.Base(bin) + ")", socks, cli, srv}
+}
+
+// singBoxBin is the sing-box binary the peer benchmarks run: FASTROJAN_SINGBOX, else sing-box on
+// PATH; "" when there is none.
+func singBoxBin() string {
+	if bin := os.Getenv("FASTROJAN_SINGBOX"); bin != "" {
+		return bin
+	}
+	bin, _ := exec.LookPath("sing-box")
+	return bin
+}
+
+// singBoxSetup is what a sing-box Trojan server and client pair is configured with.
+type singBoxSetup struct {
+	listen    string // the server's address (the client dials it)
+	port      int    // the server's port
+	socks     int    // the client's SOCKS5 port on 127.0.0.1
+	cert, key string
+	password  string
+	fastOpen  bool
+	// multiplex: "" without; "default" for sing-box's own default protocol (what a user who turns
+	// it on runs); else the protocol ("smux", "yamux", "h2mux").
+	multiplex string
+}
+
+// singBoxConfigs returns the server's and the client's config for st.
+func singBoxConfigs(st singBoxSetup) (server, client map[string]any) {
+	in := map[string]any{
+		"type": "trojan", "listen": st.listen, "listen_port": st.port, "tcp_fast_open": st.fastOpen,
+		"users": []any{map[string]any{"password": st.password}},
+		"tls":   map[string]any{"enabled": true, "certificate_path": st.cert, "key_path": st.key},
+	}
+	out := map[string]any{
+		"type": "trojan", "server": st.listen, "server_port": st.port, "password": st.password, "tcp_fast_open": st.fastOpen,
+		"tls": map[string]any{"enabled": true, "server_name": "localhost", "certificate_path": st.cert},
+	}
+	if st.multiplex != "" {
+		in["multiplex"] = map[string]any{"enabled": true}
+		mux := map[string]any{"enabled": true}
+		if st.multiplex != "default" {
+			mux["protocol"] = st.multiplex
+		}
+		out["multiplex"] = mux
+	}
+	server = map[string]any{
+		"log":       map[string]any{"level": "error"},
+		"inbounds":  []any{in},
+		"outbounds": []any{map[string]any{"type": "direct"}},
+	}
+	client = map[string]any{
+		"log":       map[string]any{"level": "error"},
+		"inbounds":  []any{map[string]any{"type": "socks", "listen": "127.0.0.1", "listen_port": st.socks}},
+		"outbounds": []any{out},
+	}
+	return server, client
 }
 
 // BenchmarkBulkPeers downloads and uploads FASTROJAN_BULK_MIB (default 1 GiB) through each

@@ -133,7 +133,7 @@ func fetchVia(p *netlab.Path, socks, origin string) (time.Duration, error) {
 	return ttfb, nil
 }
 
-func measuredFetch(t *testing.T, p *netlab.Path, socks, origin string) fetchResult {
+func measuredFetch(t testing.TB, p *netlab.Path, socks, origin string) fetchResult {
 	t.Helper()
 	lost := func() uint64 { return p.Link.AtoB().Stats().Lost + p.Link.BtoA().Stats().Lost }
 	c0, _ := p.Client.TcpExt()
@@ -146,6 +146,39 @@ func measuredFetch(t *testing.T, p *netlab.Path, socks, origin string) fetchResu
 	r.active, r.passive = c1["TCPFastOpenActive"]-c0["TCPFastOpenActive"], s1["TCPFastOpenPassive"]-s0["TCPFastOpenPassive"]
 	r.lost = lost() - l0
 	return r
+}
+
+// fetchInTurn makes warmup fetches and then n measured ones through each of peers, one of each in
+// turn (so that a slow moment of the machine falls on all alike), each followed by gap, and returns
+// the measured fetches of each peer. A failed fetch fails tb.
+func fetchInTurn(tb testing.TB, p *netlab.Path, peers []lossyPeer, origin string, warmup, n int, gap time.Duration) [][]fetchResult {
+	tb.Helper()
+	out := make([][]fetchResult, len(peers))
+	for round := range warmup + n {
+		for k, pr := range peers {
+			r := measuredFetch(tb, p, pr.socks, origin)
+			if r.err != nil {
+				tb.Fatalf("fetch %d via %s: %v", round, pr.name, r.err)
+			}
+			if round >= warmup { // TLS sessions, TFO cookies, a pool's first spares
+				out[k] = append(out[k], r)
+			}
+			time.Sleep(gap)
+		}
+	}
+	return out
+}
+
+// ttfbsOf returns the fetches' times to first byte, and in how many of them the server accepted
+// data in a SYN (the server namespace's TCPFastOpenPassive grew).
+func ttfbsOf(rs []fetchResult) (ttfb []time.Duration, synData int) {
+	for _, r := range rs {
+		ttfb = append(ttfb, r.ttfb)
+		if r.passive > 0 {
+			synData++
+		}
+	}
+	return ttfb, synData
 }
 
 // ttfbPercentiles returns median, p90, p99 (nearest rank) in RTTs.

@@ -463,36 +463,16 @@ func TestWarmPathSparesOff(t *testing.T) {
 func TestColdPathLevelWithTrojanGFW(t *testing.T) {
 	const rtt, n = 20 * time.Millisecond, 40
 	p, origin, peers := lossyLab(t, netlab.PathOptions{RTT: rtt, OriginVeth: true}, true)
-	for i := range 3 { // TFO cookies, TLS sessions
-		for _, pr := range peers {
-			if _, err := fetchVia(p, pr.socks, origin); err != nil {
-				t.Fatalf("warm-up %d via %s: %v", i, pr.name, err)
-			}
-		}
-	}
-	ttfb := make([][]time.Duration, len(peers))
-	accepted := make([]int, len(peers))
-	for range n {
-		for k, pr := range peers {
-			r := measuredFetch(t, p, pr.socks, origin)
-			if r.err != nil {
-				t.Fatalf("fetch via %s: %v", pr.name, r.err)
-			}
-			ttfb[k] = append(ttfb[k], r.ttfb)
-			if r.passive > 0 {
-				accepted[k]++
-			}
-			time.Sleep(rtt)
-		}
-	}
+	results := fetchInTurn(t, p, peers, origin, 3, n, rtt)
 	meds := make([]float64, len(peers))
 	for k, pr := range peers {
-		med, p90, p99 := ttfbPercentiles(ttfb[k], rtt)
+		ttfb, accepted := ttfbsOf(results[k])
+		med, p90, p99 := ttfbPercentiles(ttfb, rtt)
 		meds[k] = med
 		t.Logf("RTT %v, %s, one new connection per stream: TTFB median %.3f RTT, p90 %.3f, p99 %.3f; SYN data accepted in %d of %d",
-			rtt, pr.name, med, p90, p99, accepted[k], n)
-		if accepted[k] < n*95/100 {
-			t.Errorf("%s: SYN data accepted in %d of %d fetches, want ≥ 95%% (the comparison is of TFO paths)", pr.name, accepted[k], n)
+			rtt, pr.name, med, p90, p99, accepted, n)
+		if accepted < n*95/100 {
+			t.Errorf("%s: SYN data accepted in %d of %d fetches, want ≥ 95%% (the comparison is of TFO paths)", pr.name, accepted, n)
 		}
 	}
 	if meds[0] > meds[1]+0.03 {
